@@ -1,0 +1,107 @@
+from django.db import models
+from django.db.models import Q
+
+
+class Job(models.Model):
+    """A client's submission. Counters are kept on the row so that status is one query."""
+
+    class Status(models.TextChoices):
+        ONGOING = "ongoing"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONGOING)
+    images_total = models.PositiveIntegerField(default=0)
+    images_done = models.PositiveIntegerField(default=0)
+    images_failed = models.PositiveIntegerField(default=0)
+    # Per-store errors as the status API reports them, written once when the job finishes.
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "-id"], name="job_status_id")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(images_done__lte=models.F("images_total") - models.F("images_failed")),
+                name="job_counters_within_total",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.status})"
+
+    @property
+    def images_pending(self) -> int:
+        return self.images_total - self.images_done - self.images_failed
+
+
+class Visit(models.Model):
+    """One store visit of a job. `store` is empty when the id is not in the store master."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="visits")
+    store_code = models.CharField("store id", max_length=64)
+    store = models.ForeignKey(
+        "stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits"
+    )
+    visit_time = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Visit {self.pk} to {self.store_code}"
+
+
+class Chunk(models.Model):
+    """A slice of a job's images processed by one task. Only a few chunks of each job are queued
+    at a time (see `jobs.services.queue_next_chunks`), so jobs take turns on the workers."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting"
+        QUEUED = "queued"
+        DONE = "done"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    first_image_id = models.BigIntegerField()
+    last_image_id = models.BigIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
+    deliveries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="chunk_job_number")]
+        indexes = [models.Index(fields=["job", "state", "number"], name="chunk_job_state")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of job {self.job_id}"
+
+
+class ImageResult(models.Model):
+    """The outcome for one image URL of one visit."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    # No index of its own: the (job, status, id) index below starts with it.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images", db_index=False)
+    visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="images")
+    url = models.URLField(max_length=2048)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    perimeter = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "status", "id"], name="image_job_status_id")]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk} of job {self.job_id}"

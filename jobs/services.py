@@ -1,0 +1,196 @@
+"""Writes: creating jobs, queueing their chunks, recording image outcomes, finishing jobs.
+
+Every function here is safe to run twice for the same input (tasks can be delivered more than
+once): image rows change only from `pending`, counters add only the rows that changed, a chunk is
+closed once and a job is finished once, each by a conditional UPDATE in one transaction.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.tasks import async_task
+
+from jobs import selectors
+from jobs.models import Chunk, ImageResult, Job, Visit
+from jobs.processing import Outcome
+from stores.models import Store
+
+UNKNOWN_STORE = "store not in store master"
+
+
+@dataclass(frozen=True)
+class VisitInput:
+    store_id: str
+    image_urls: list[str]
+    visit_time: datetime
+
+
+def create_job(visits: list[VisitInput]) -> Job:
+    """Store a job with all its visits and (pending) image rows, and queue its first chunks."""
+    config = settings.RETAILPULSE
+    known = set(
+        Store.objects.filter(store_id__in={v.store_id for v in visits}).values_list("store_id", flat=True)
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.create(images_total=sum(len(v.image_urls) for v in visits))
+        visit_rows = Visit.objects.bulk_create(
+            [
+                Visit(
+                    job=job,
+                    store_code=v.store_id,
+                    store_id=v.store_id if v.store_id in known else None,
+                    visit_time=v.visit_time,
+                )
+                for v in visits
+            ],
+            batch_size=2000,
+        )
+        images = []
+        for visit, visit_input in zip(visit_rows, visits, strict=True):
+            unknown = visit.store_id is None
+            for url in visit_input.image_urls:
+                images.append(
+                    ImageResult(job=job, visit=visit, url=url)
+                    if not unknown
+                    # A store that is not in the master fails its images at once; the job's
+                    # other visits are still processed.
+                    else ImageResult(
+                        job=job, visit=visit, url=url, status=ImageResult.Status.FAILED,
+                        error=UNKNOWN_STORE, processed_at=now,
+                    )
+                )
+        ImageResult.objects.bulk_create(images, batch_size=2000)
+        failed_now = sum(1 for image in images if image.status == ImageResult.Status.FAILED)
+        if failed_now:
+            Job.objects.filter(pk=job.pk).update(images_failed=failed_now)
+
+        pending_ids = [image.pk for image in images if image.status == ImageResult.Status.PENDING]
+        size = config["CHUNK_SIZE"]
+        Chunk.objects.bulk_create(
+            [
+                Chunk(job=job, number=n, first_image_id=ids[0], last_image_id=ids[-1])
+                for n, ids in enumerate(pending_ids[i : i + size] for i in range(0, len(pending_ids), size))
+            ]
+        )
+        queue_next_chunks(job.pk)
+        _finish_job_if_complete(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def _enqueue_chunk(chunk: Chunk) -> None:
+    def enqueue() -> None:
+        async_task("jobs.tasks.process_chunk", chunk.pk, task_name=f"job-{chunk.job_id}-chunk-{chunk.number}")
+
+    if Conf.ORM:
+        enqueue()  # the queue is a table in this database: queued in the same transaction
+    else:
+        transaction.on_commit(enqueue)
+
+
+def queue_next_chunks(job_id: int) -> None:
+    """Top the job up to CHUNKS_PER_JOB queued chunks, lowest numbers first.
+
+    Queueing a few chunks per job, instead of all of them at submit, keeps the broker's FIFO fair:
+    a job submitted behind a 100,000-image job waits for a few chunks, not for hundreds.
+    """
+    queued = Chunk.objects.filter(job_id=job_id, state=Chunk.State.QUEUED).count()
+    wanted = settings.RETAILPULSE["CHUNKS_PER_JOB"] - queued
+    if wanted <= 0:
+        return
+    waiting = Chunk.objects.filter(job_id=job_id, state=Chunk.State.WAITING).order_by("number")[:wanted]
+    for chunk in waiting:
+        # Conditional, so two finishing chunks of one job never queue the same successor twice.
+        if Chunk.objects.filter(pk=chunk.pk, state=Chunk.State.WAITING).update(state=Chunk.State.QUEUED):
+            _enqueue_chunk(chunk)
+
+
+def start_chunk(chunk_id: int) -> Chunk | None:
+    """Count a delivery of the chunk's task; None if the chunk is already done (a redelivery)."""
+    with transaction.atomic():
+        if not Chunk.objects.filter(pk=chunk_id).exclude(state=Chunk.State.DONE).update(deliveries=F("deliveries") + 1):
+            return None
+        chunk = Chunk.objects.get(pk=chunk_id)
+        Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=timezone.now())
+    return chunk
+
+
+def _execute_many(sql: str, rows: list[tuple]) -> int:
+    if not rows:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return cursor.rowcount
+
+
+def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
+    """Write a batch of image outcomes and add what really changed to the job's counters.
+
+    A plain executemany UPDATE: on SQLite, Django's bulk_update (one CASE/WHEN per column) took
+    0.12-0.3 s per 100 rows under the write lock, this 2-8 ms.
+    """
+    table = connection.ops.quote_name(ImageResult._meta.db_table)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    done_rows, failed_rows = [], []
+    for o in outcomes:
+        if o.error:
+            failed_rows.append((o.error, now, o.image_id))
+        else:
+            done_rows.append((o.width, o.height, 2 * (o.width + o.height), now, o.image_id))
+    with transaction.atomic():
+        done = _execute_many(
+            f"UPDATE {table} SET status = 'done', width = %s, height = %s, perimeter = %s, error = '',"
+            f" processed_at = %s WHERE id = %s AND status = 'pending'",
+            done_rows,
+        )
+        failed = _execute_many(
+            f"UPDATE {table} SET status = 'failed', error = %s, processed_at = %s WHERE id = %s AND status = 'pending'",
+            failed_rows,
+        )
+        if done or failed:
+            Job.objects.filter(pk=job_id).update(
+                images_done=F("images_done") + done, images_failed=F("images_failed") + failed
+            )
+            _finish_job_if_complete(job_id)
+
+
+def finish_chunk(chunk: Chunk) -> None:
+    """Close a chunk whose images are all done or failed, and queue the job's next chunk.
+
+    If some images are still pending (the chunk hit its deadline), the chunk goes back to the queue.
+    """
+    with transaction.atomic():
+        if selectors.chunk_pending_images(chunk).exists():
+            _enqueue_chunk(chunk)
+            return
+        if Chunk.objects.filter(pk=chunk.pk).exclude(state=Chunk.State.DONE).update(state=Chunk.State.DONE):
+            queue_next_chunks(chunk.job_id)
+
+
+def fail_pending_images(chunk: Chunk, reason: str) -> None:
+    """Give up on a chunk's remaining images (its task keeps killing its worker)."""
+    record_outcomes(
+        chunk.job_id,
+        [Outcome(image_id, error=reason) for image_id, _url in selectors.chunk_pending_images(chunk)],
+    )
+    finish_chunk(chunk)
+
+
+def _finish_job_if_complete(job_id: int) -> None:
+    """Mark the job completed or failed once every image is done or failed: exactly once."""
+    finished = (
+        Job.objects.filter(pk=job_id, status=Job.Status.ONGOING, images_total=F("images_done") + F("images_failed"))
+        .update(
+            status=Case(When(images_failed__gt=0, then=Value(Job.Status.FAILED)), default=Value(Job.Status.COMPLETED)),
+            finished_at=timezone.now(),
+        )
+    )
+    if finished:
+        Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))

@@ -1,0 +1,208 @@
+"""Settings for Retail Pulse. Everything that differs between machines comes from the environment;
+the README's configuration table lists every variable read here."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def parse_delay_range(text: str) -> tuple[float, float]:
+    """`0.1-0.4` is a uniform range in seconds, `0` (or any single number) a fixed delay."""
+    low, _, high = text.partition("-")
+    low_s = float(low)
+    high_s = float(high) if high else low_s
+    if low_s < 0 or high_s < low_s:
+        raise ImproperlyConfigured(f"RETAILPULSE_GPU_DELAY={text!r}: expected LOW-HIGH seconds or 0")
+    return low_s, high_s
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local work).")
+    SECRET_KEY = "django-insecure-local-development-only"
+
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "stores",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "retailpulse.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "retailpulse.wsgi.application"
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and every worker process write to one file. WAL lets readers run beside the
+    # writer; IMMEDIATE takes the write lock at BEGIN, so a transaction waits (up to the busy
+    # timeout) instead of failing with "database is locked" when it upgrades from read to write.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # SQLite connections are cheap; no health checks
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests start real worker processes, which cannot see an in-memory database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Production hardening (active when DJANGO_DEBUG is off) ---------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": ["jobs.parsers.AnyContentTypeJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "jobs.api.error_exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+}
+
+# --- Image processing -----------------------------------------------------------------------------
+RETAILPULSE = {
+    # Simulated GPU time per image, uniform in [low, high] seconds.
+    "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
+    # Let jobs fetch from loopback/private/reserved addresses (tests, on-premise image stores).
+    "FETCH_ALLOW_PRIVATE": env_bool("RETAILPULSE_FETCH_ALLOW_PRIVATE", False),
+    "FETCH_TIMEOUT": env_float("RETAILPULSE_FETCH_TIMEOUT", 30.0),  # whole download, per image
+    "FETCH_CONNECT_TIMEOUT": env_float("RETAILPULSE_FETCH_CONNECT_TIMEOUT", 5.0),
+    "MAX_IMAGE_BYTES": env_int("RETAILPULSE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+    "MAX_IMAGE_PIXELS": env_int("RETAILPULSE_MAX_IMAGE_PIXELS", 64_000_000),
+    "MAX_REDIRECTS": env_int("RETAILPULSE_MAX_REDIRECTS", 3),
+    # Images of one chunk task; a job is split into chunks of this size.
+    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 500),
+    # Images fetched concurrently by one worker process.
+    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 500),
+    # Chunk tasks of one job in the queue at once; keeps a big job from starving small ones.
+    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or 2 * env_int("RETAILPULSE_WORKERS", 2),
+    # A chunk stops fetching after this long and hands the rest of its images back to the queue.
+    "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
+    # A chunk delivered this many times without finishing (its worker keeps dying) fails its images.
+    "MAX_DELIVERIES": env_int("RETAILPULSE_MAX_DELIVERIES", 5),
+}
+
+# --- django-q2 ------------------------------------------------------------------------------------
+_task_timeout = int(RETAILPULSE["CHUNK_DEADLINE"]) + 10
+Q_CLUSTER = {
+    "name": "retailpulse",
+    "orm": "default",  # the queue lives in the same database: no extra service to run
+    "workers": env_int("RETAILPULSE_WORKERS", 2),
+    # One prefetched task per worker: prefetched tasks wait in front of every later job.
+    "queue_limit": env_int("RETAILPULSE_WORKERS", 2),
+    "timeout": _task_timeout,
+    # A task not acknowledged within `retry` seconds is delivered again; it must outlast the
+    # longest chunk, or a slow chunk would be processed twice at once.
+    "retry": _task_timeout + 10,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "poll": 0.1,
+    "save_limit": 100,
+    "catch_up": False,
+    "label": "Task queue",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import path, re_path
+
+from jobs import api, views
+
+urlpatterns = [
+    # Clients call these with and without the trailing slash; APPEND_SLASH cannot redirect a POST.
+    re_path(r"^api/submit/?$", views.SubmitJobView.as_view(), name="submit"),
+    re_path(r"^api/status/?$", views.JobStatusView.as_view(), name="status"),
+    path("api/jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
+    path("api/jobs/<int:job_id>/images/", views.JobImagesView.as_view(), name="job-images"),
+    re_path(r"^api/", api.not_found),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "jobs.api.not_found"
+handler500 = "jobs.api.server_error"
