@@ -73,14 +73,16 @@ def parse_store_master(text_stream: IO[str]) -> list[Store]:
 
 def load_store_master(binary_stream: IO[bytes]) -> LoadReport:
     """Upsert every store of a CSV file. All or nothing: a bad row writes no row at all."""
-    # utf-8-sig drops a byte-order mark; newline="" lets csv handle CRLF and newlines in quotes.
-    text = io.TextIOWrapper(binary_stream, encoding="utf-8-sig", newline="")
+    # Decode the whole file at once: a stream decodes in chunks, so the error's offset would be
+    # relative to a chunk and the line unknown.
+    raw = binary_stream.read()
     try:
-        incoming = parse_store_master(text)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise StoreMasterError([f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
-    finally:
-        text.detach()
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise StoreMasterError([f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+    # Drop a byte-order mark; newline="" lets csv handle CRLF and newlines in quotes.
+    incoming = parse_store_master(io.StringIO(text.removeprefix("\ufeff"), newline=""))
 
     with transaction.atomic():
         existing = Store.objects.in_bulk([s.store_id for s in incoming])

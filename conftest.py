@@ -1,0 +1,215 @@
+"""Fixtures shared by every test: a local image server and a real qcluster worker."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+
+BASE_DIR = Path(__file__).resolve().parent
+SHARED_DATA = BASE_DIR.parent / "shared" / "data"
+
+
+def make_image(width: int, height: int, image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+class ImageServer:
+    """A local HTTP server with every kind of answer an image host gives.
+
+    /img/W x H.EXT         an image of that size (jpg, png, webp, gif)
+    /status/CODE           an empty answer with that status
+    /notimage              an HTML page
+    /truncated             a JPEG whose connection closes halfway through its Content-Length
+    /slow?seconds=S        waits S seconds, then answers with an image
+    /flaky/KEY?fail=N      503 for the first N requests of KEY, then an image
+    /redirect?to=URL       302 to URL
+    /switch/KEY            404 until `server.switch_on(KEY)`, then an image
+    /huge                  Content-Length of 1 GB (nothing sent)
+    /endless               an image header followed by bytes without end, no Content-Length
+    """
+
+    def __init__(self):
+        self.requests: list[str] = []
+        self._counts: dict[str, int] = {}
+        self._switched_on: set[str] = set()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def switch_on(self, key: str) -> None:
+        self._switched_on.add(key)
+
+    def _count(self, key: str) -> int:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            return self._counts[key]
+
+    @staticmethod
+    def send(handler, status: int, body: bytes = b"", content_type: str = "application/octet-stream", **headers):
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", headers.pop("content_length", str(len(body))))
+        for name, value in headers.items():
+            handler.send_header(name.replace("_", "-"), value)
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def handle(self, handler) -> None:
+        parts = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        segments = parts.path.strip("/").split("/")
+        kind = segments[0]
+        jpeg = make_image(64, 48, "JPEG")
+        if kind == "img":
+            size, _, ext = segments[1].partition(".")
+            width, height = (int(n) for n in size.split("x"))
+            image_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}[ext]
+            self.send(handler, 200, make_image(width, height, image_format), f"image/{ext}")
+        elif kind == "status":
+            self.send(handler, int(segments[1]), b"")
+        elif kind == "notimage":
+            self.send(handler, 200, b"<html><body>hello</body></html>", "text/html")
+        elif kind == "truncated":
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(jpeg)))
+            handler.end_headers()
+            handler.wfile.write(jpeg[: len(jpeg) // 2])
+            handler.close_connection = True
+        elif kind == "slow":
+            time.sleep(float(query.get("seconds", "5")))
+            self.send(handler, 200, jpeg, "image/jpeg")
+        elif kind == "flaky":
+            if self._count(segments[1]) <= int(query.get("fail", "1")):
+                self.send(handler, 503, b"", Retry_After="0")
+            else:
+                self.send(handler, 200, jpeg, "image/jpeg")
+        elif kind == "redirect":
+            self.send(handler, 302, b"", Location=query["to"])
+        elif kind == "switch":
+            if segments[1] in self._switched_on:
+                self.send(handler, 200, jpeg, "image/jpeg")
+            else:
+                self.send(handler, 404, b"")
+        elif kind == "huge":
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(10**9))
+            handler.end_headers()
+            handler.close_connection = True
+        elif kind == "endless":
+            handler.send_response(200)
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            handler.close_connection = True
+            try:
+                handler.wfile.write(jpeg[:200])
+                for _ in range(10_000):
+                    handler.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+        else:
+            self.send(handler, 404, b"")
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def image_server():
+    server = ImageServer()
+    yield server
+    server.close()
+
+
+def database_url(settings_dict: dict) -> str:
+    """The URL of the database the tests run on, for processes the tests start."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict["USER"] or "postgres"
+    return f"postgres://{user}@{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+
+
+class Cluster:
+    """A real `manage.py qcluster` in its own process group, on the test database."""
+
+    def __init__(self, env: dict[str, str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        # django-q2 titles its processes (setproctitle): workers read "... idle" or "... processing <task>".
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        titles = {p.pid: " ".join(p.cmdline()) for p in children}
+        return [pid for pid, title in titles.items() if title.endswith(" idle") or " processing " in title]
+
+    def stop(self) -> None:
+        # SIGTERM to the main process only: signalling the whole group hangs django-q2.
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def start_cluster(transactional_db):
+    """Start qcluster processes with extra environment; all are stopped after the test."""
+    from django.db import connection
+
+    clusters: list[Cluster] = []
+
+    def start(**extra_env: str) -> Cluster:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
+            "RETAILPULSE_GPU_DELAY": "0",
+            **extra_env,
+        }
+        cluster = Cluster(env)
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()

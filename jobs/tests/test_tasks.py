@@ -1,0 +1,109 @@
+"""Processing end to end: a real qcluster worker, a local image server, both databases."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from jobs.models import ImageResult, Job
+from jobs.tests.helpers import submit, visit, wait_for_job
+from stores.models import Store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stores(transactional_db):
+    Store.objects.bulk_create([Store(store_id=f"S{n}", name=f"Store {n}", area_code="7000") for n in range(1, 4)])
+
+
+def test_job_completes_with_a_result_per_image(client, stores, image_server, start_cluster):
+    start_cluster()
+    urls = [image_server.url(p) for p in ("/img/640x480.jpg", "/img/100x50.png", "/img/30x20.webp", "/img/7x9.gif")]
+    response = submit(client, [visit("S1", *urls[:2]), visit("S2", *urls[2:]), visit("S3", urls[0])])
+    job_id = response.json()["job_id"]
+
+    assert wait_for_job(client, job_id) == {"status": "completed", "job_id": job_id}
+    results = {
+        (r.visit.store_code, r.url): (r.status, r.width, r.height, r.perimeter)
+        for r in ImageResult.objects.filter(job_id=job_id).select_related("visit")
+    }
+    assert results == {
+        ("S1", urls[0]): ("done", 640, 480, 2240),
+        ("S1", urls[1]): ("done", 100, 50, 300),
+        ("S2", urls[2]): ("done", 30, 20, 100),
+        ("S2", urls[3]): ("done", 7, 9, 32),
+        ("S3", urls[0]): ("done", 640, 480, 2240),  # the same URL in another visit: its own result
+    }
+    job = Job.objects.get(pk=job_id)
+    assert (job.images_total, job.images_done, job.images_failed) == (5, 5, 0)
+    assert job.started_at is not None and job.finished_at >= job.started_at
+
+
+def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_server, start_cluster):
+    start_cluster()
+    closed_port_url = "http://127.0.0.1:9/a.jpg"  # the discard port: nothing listens there
+    response = submit(
+        client,
+        [
+            visit("S1", image_server.url("/img/10x10.jpg"), image_server.url("/status/404")),
+            visit("S2", image_server.url("/notimage"), image_server.url("/truncated"), image_server.url("/status/500")),
+            visit("S3", closed_port_url),
+            visit("NOPE", image_server.url("/img/10x10.jpg")),
+        ],
+    )
+    job_id = response.json()["job_id"]
+
+    body = wait_for_job(client, job_id)
+    assert body["status"] == "failed" and body["job_id"] == job_id
+    errors = {entry["store_id"]: entry["error"] for entry in body["error"]}
+    assert set(errors) == {"S1", "S2", "S3", "NOPE"}
+    assert errors["S1"] == f"{image_server.url('/status/404')}: HTTP 404"
+    assert f"{image_server.url('/notimage')}: not an image" in errors["S2"]
+    assert f"{image_server.url('/truncated')}: truncated download" in errors["S2"]
+    assert f"{image_server.url('/status/500')}: HTTP 500" in errors["S2"]
+    assert errors["S3"].startswith(f"{closed_port_url}: cannot connect")
+    assert errors["NOPE"] == "store not in store master"
+    job = Job.objects.get(pk=job_id)
+    assert (job.images_total, job.images_done, job.images_failed) == (7, 1, 6)
+    assert ImageResult.objects.get(job_id=job_id, url=image_server.url("/img/10x10.jpg"), visit__store_code="S1").perimeter == 40
+
+
+def test_killed_worker_chunk_is_redelivered_and_each_image_has_one_result(
+    client, stores, image_server, start_cluster, settings
+):
+    # Small chunks and a short deadline make the redelivery (after `retry` seconds) quick.
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
+    cluster = start_cluster(RETAILPULSE_CHUNK_DEADLINE="3", RETAILPULSE_GPU_DELAY="0.3-0.5", RETAILPULSE_WORKERS="1")
+    urls = [image_server.url(f"/img/{n}x10.png") for n in range(1, 41)]
+    job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
+
+    deadline = time.monotonic() + 30
+    while not ImageResult.objects.filter(job_id=job_id, status="done").exists():
+        assert time.monotonic() < deadline, "no image finished"
+        time.sleep(0.05)
+    workers = cluster.worker_pids()
+    assert workers, "no worker process found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+
+    assert wait_for_job(client, job_id, timeout=90) == {"status": "completed", "job_id": job_id}
+    results = ImageResult.objects.filter(job_id=job_id)
+    assert results.count() == 40
+    assert sorted(results.values_list("width", flat=True)) == list(range(1, 41))
+    job = Job.objects.get(pk=job_id)
+    assert (job.images_done, job.images_failed) == (40, 0)
+
+
+def test_small_job_is_not_queued_behind_a_big_one(client, stores, image_server, start_cluster, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 20, "CHUNKS_PER_JOB": 2}
+    start_cluster(RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="20")
+    big = submit(client, [visit("S1", *[image_server.url(f"/img/{n}x5.png") for n in range(1, 401)])]).json()["job_id"]
+    time.sleep(0.5)
+    small = submit(client, [visit("S2", image_server.url("/img/5x5.jpg"))]).json()["job_id"]
+
+    assert wait_for_job(client, small)["status"] == "completed"
+    big_job = Job.objects.get(pk=big)
+    assert big_job.status == "ongoing", "the small job waited for the whole big job"
+    assert wait_for_job(client, big, timeout=120)["status"] == "completed"
