@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-
 BASE_DIR = Path(__file__).resolve().parent
 SHARED_DATA = BASE_DIR.parent / "shared" / "data"
 
@@ -155,8 +154,8 @@ def database_url(settings_dict: dict) -> str:
     """The URL of the database the tests run on, for processes the tests start."""
     if settings_dict["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{settings_dict['NAME']}"
-    user = settings_dict["USER"] or "postgres"
-    return f"postgres://{user}@{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+    user, host, port = settings_dict["USER"] or "postgres", settings_dict["HOST"] or "127.0.0.1", settings_dict["PORT"]
+    return f"postgres://{user}@{host}:{port or 5432}/{settings_dict['NAME']}"
 
 
 class Cluster:

@@ -78,7 +78,9 @@ class PublicAddressResolver(AbstractResolver):
     def __init__(self) -> None:
         self._resolver = ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)
         public = [r for r in results if is_public_address(r["host"])]
         if not public:
@@ -123,17 +125,20 @@ def check_url(url: str, limits: FetchLimits) -> None:
 
 def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
     """Width and height from the image header; the pixels are not decoded."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    too_many = ImageError(f"too many pixels (over {max_pixels:,})")
     with warnings.catch_warnings():
-        # Pillow only warns between max_pixels and twice that; both are bombs here.
+        # Pillow's own bomb check (a process-wide limit) warns before it fails; both are refusals.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as img:
-                return img.size
+                width, height = img.size
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"too many pixels (over {max_pixels:,})") from None
+            raise too_many from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             raise ImageError(f"not an image (accepted: {', '.join(ACCEPTED_FORMATS)})") from None
+    if width * height > max_pixels:
+        raise too_many
+    return width, height
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -194,8 +199,8 @@ async def fetch_image_size(session: aiohttp.ClientSession, url: str, limits: Fet
                     if attempt == RETRIES:
                         raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
                     # Exponential backoff with full jitter, unless the server said how long.
-                    await asyncio.sleep(exc.retry_after or random.uniform(0, 0.5 * 2**attempt))
+                    backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
+                    await asyncio.sleep(backoff)
     except TimeoutError:
         raise ImageError(f"timed out after {limits.total_timeout:g} s") from None
     return image_size(data, limits.max_pixels)
-

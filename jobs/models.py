@@ -43,9 +43,7 @@ class Visit(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="visits")
     store_code = models.CharField("store id", max_length=64)
-    store = models.ForeignKey(
-        "stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits"
-    )
+    store = models.ForeignKey("stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits")
     visit_time = models.DateTimeField()
 
     class Meta:

@@ -81,7 +81,9 @@ def measure_images(
     report: queue.SimpleQueue[Outcome | object] = queue.SimpleQueue()
     fetcher = threading.Thread(
         target=asyncio.run,
-        args=(_measure_all(images, report, limits=limits, in_flight=in_flight, gpu_delay=gpu_delay, deadline=deadline),),
+        args=(
+            _measure_all(images, report, limits=limits, in_flight=in_flight, gpu_delay=gpu_delay, deadline=deadline),
+        ),
         name="image-fetcher",
         daemon=True,
     )

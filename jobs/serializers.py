@@ -144,4 +144,15 @@ class ImageResultSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImageResult
-        fields = ["id", "store_id", "visit_time", "url", "width", "height", "perimeter", "status", "error", "processed_at"]
+        fields = [
+            "id",
+            "store_id",
+            "visit_time",
+            "url",
+            "width",
+            "height",
+            "perimeter",
+            "status",
+            "error",
+            "processed_at",
+        ]

@@ -34,9 +34,7 @@ class VisitInput:
 def create_job(visits: list[VisitInput]) -> Job:
     """Store a job with all its visits and (pending) image rows, and queue its first chunks."""
     config = settings.RETAILPULSE
-    known = set(
-        Store.objects.filter(store_id__in={v.store_id for v in visits}).values_list("store_id", flat=True)
-    )
+    known = set(Store.objects.filter(store_id__in={v.store_id for v in visits}).values_list("store_id", flat=True))
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(images_total=sum(len(v.image_urls) for v in visits))
@@ -62,8 +60,12 @@ def create_job(visits: list[VisitInput]) -> Job:
                     # A store that is not in the master fails its images at once; the job's
                     # other visits are still processed.
                     else ImageResult(
-                        job=job, visit=visit, url=url, status=ImageResult.Status.FAILED,
-                        error=UNKNOWN_STORE, processed_at=now,
+                        job=job,
+                        visit=visit,
+                        url=url,
+                        status=ImageResult.Status.FAILED,
+                        error=UNKNOWN_STORE,
+                        processed_at=now,
                     )
                 )
         ImageResult.objects.bulk_create(images, batch_size=2000)
@@ -185,12 +187,11 @@ def fail_pending_images(chunk: Chunk, reason: str) -> None:
 
 def _finish_job_if_complete(job_id: int) -> None:
     """Mark the job completed or failed once every image is done or failed: exactly once."""
-    finished = (
-        Job.objects.filter(pk=job_id, status=Job.Status.ONGOING, images_total=F("images_done") + F("images_failed"))
-        .update(
-            status=Case(When(images_failed__gt=0, then=Value(Job.Status.FAILED)), default=Value(Job.Status.COMPLETED)),
-            finished_at=timezone.now(),
-        )
+    finished = Job.objects.filter(
+        pk=job_id, status=Job.Status.ONGOING, images_total=F("images_done") + F("images_failed")
+    ).update(
+        status=Case(When(images_failed__gt=0, then=Value(Job.Status.FAILED)), default=Value(Job.Status.COMPLETED)),
+        finished_at=timezone.now(),
     )
     if finished:
         Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))

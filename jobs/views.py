@@ -24,6 +24,8 @@ class SubmitJobView(APIView):
     """POST /api/submit/: create a job; 201 {"job_id": N}."""
 
     def post(self, request):
+        if request.data is None:  # DRF would call a JSON `null` body "No data provided"
+            raise ValidationError("the body must be a JSON object, got null")
         serializer = SubmitJobSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.create_job(serializer.visit_inputs())

@@ -8,6 +8,6 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 
-from retailpulse.settings import *  # noqa: E402,F403
+from retailpulse.settings import *  # noqa: F403
 
 SECURE_SSL_REDIRECT = False  # the test client and live server speak plain HTTP

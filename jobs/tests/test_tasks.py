@@ -38,7 +38,8 @@ def test_job_completes_with_a_result_per_image(client, stores, image_server, sta
     }
     job = Job.objects.get(pk=job_id)
     assert (job.images_total, job.images_done, job.images_failed) == (5, 5, 0)
-    assert job.started_at is not None and job.finished_at >= job.started_at
+    assert job.started_at is not None
+    assert job.finished_at >= job.started_at
 
 
 def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_server, start_cluster):
@@ -56,7 +57,8 @@ def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_ser
     job_id = response.json()["job_id"]
 
     body = wait_for_job(client, job_id)
-    assert body["status"] == "failed" and body["job_id"] == job_id
+    assert body["status"] == "failed"
+    assert body["job_id"] == job_id
     errors = {entry["store_id"]: entry["error"] for entry in body["error"]}
     assert set(errors) == {"S1", "S2", "S3", "NOPE"}
     assert errors["S1"] == f"{image_server.url('/status/404')}: HTTP 404"
@@ -67,7 +69,10 @@ def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_ser
     assert errors["NOPE"] == "store not in store master"
     job = Job.objects.get(pk=job_id)
     assert (job.images_total, job.images_done, job.images_failed) == (7, 1, 6)
-    assert ImageResult.objects.get(job_id=job_id, url=image_server.url("/img/10x10.jpg"), visit__store_code="S1").perimeter == 40
+    assert (
+        ImageResult.objects.get(job_id=job_id, url=image_server.url("/img/10x10.jpg"), visit__store_code="S1").perimeter
+        == 40
+    )
 
 
 def test_killed_worker_chunk_is_redelivered_and_each_image_has_one_result(

@@ -1,0 +1,323 @@
+"""jobs.imaging against the local image server: sizes, failures, caps, redirects and SSRF refusals.
+
+No database, no internet: every URL goes to the local server on 127.0.0.1 or is refused before
+any connection is made.
+"""
+
+import asyncio
+import socket
+import time
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from conftest import make_image
+from jobs.imaging import (
+    FetchLimits,
+    ImageError,
+    PublicAddressResolver,
+    check_url,
+    fetch_image_size,
+    image_size,
+    is_public_address,
+    open_session,
+)
+
+
+def limits(**overrides) -> FetchLimits:
+    values = {
+        "total_timeout": 5,
+        "connect_timeout": 2,
+        "max_bytes": 5_000_000,
+        "max_pixels": 50_000_000,
+        "max_redirects": 3,
+        "allow_private": True,
+    }
+    return FetchLimits(**(values | overrides))
+
+
+def fetch(url: str, **overrides) -> tuple[int, int]:
+    """One fetch, as a worker does it: a fresh session with these limits."""
+    fetch_limits = limits(**overrides)
+
+    async def run() -> tuple[int, int]:
+        async with open_session(fetch_limits, connections=4) as session:
+            return await fetch_image_size(session, url, fetch_limits)
+
+    return asyncio.run(run())
+
+
+def fetch_error(url: str, **overrides) -> str:
+    """The ImageError message of a fetch that must fail."""
+    with pytest.raises(ImageError) as excinfo:
+        fetch(url, **overrides)
+    return str(excinfo.value)
+
+
+def unique(path: str) -> str:
+    """The path with a query nobody else uses, so its requests can be counted (the server ignores it)."""
+    separator = "&" if "?" in path else "?"
+    return f"{path}{separator}t={uuid.uuid4().hex}"
+
+
+def redirect_chain(image_server, target: str, hops: int) -> str:
+    url = target
+    for _ in range(hops):
+        url = image_server.url("/redirect?to=" + quote(url, safe=""))
+    return url
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- successful fetches ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/img/640x480.jpg", (640, 480)),
+        ("/img/320x200.png", (320, 200)),
+        ("/img/123x45.webp", (123, 45)),
+        ("/img/17x33.gif", (17, 33)),
+    ],
+)
+def test_returns_width_and_height(image_server, path, expected):
+    assert fetch(image_server.url(path)) == expected
+
+
+# --- HTTP errors and retries -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_error_is_reported_without_retry(image_server, status):
+    path = unique(f"/status/{status}")
+    assert fetch_error(image_server.url(path)) == f"HTTP {status}"
+    assert image_server.requests.count(path) == 1
+
+
+def test_transient_error_is_retried(image_server):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=1"
+    assert fetch(image_server.url(path)) == (64, 48)
+    assert image_server.requests.count(path) == 2
+
+
+def test_persistent_transient_error_gives_up_after_three_attempts(image_server):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=5"
+    message = fetch_error(image_server.url(path))
+    assert "HTTP 503" in message
+    assert "3 attempts" in message
+    assert image_server.requests.count(path) == 3
+
+
+# --- bad answers -----------------------------------------------------------------------------
+
+
+def test_not_an_image(image_server):
+    assert fetch_error(image_server.url("/notimage")).startswith("not an image")
+
+
+def test_truncated_download(image_server):
+    assert fetch_error(image_server.url("/truncated")).startswith("truncated")
+
+
+def test_connection_refused():
+    assert fetch_error(f"http://127.0.0.1:{closed_port()}/img/10x10.jpg").startswith("cannot connect")
+
+
+def test_total_timeout(image_server):
+    started = time.monotonic()
+    message = fetch_error(image_server.url("/slow?seconds=3"), total_timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert message == "timed out after 0.5 s"
+    assert elapsed < 2.5  # a guard that the deadline cut the wait short, not a benchmark
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/huge",  # declared Content-Length over the cap
+        "/endless",  # no Content-Length: the counted bytes pass the cap
+    ],
+)
+def test_size_cap(image_server, path):
+    assert fetch_error(image_server.url(path), max_bytes=1_000_000).startswith("too large")
+
+
+def test_pixel_cap(image_server):
+    message = fetch_error(image_server.url("/img/3000x3000.jpg"), max_pixels=1_000_000)
+    assert message.startswith("too many pixels")
+
+
+# --- image_size ------------------------------------------------------------------------------
+
+
+def test_image_size_accepts_exactly_max_pixels():
+    assert image_size(make_image(1000, 1000, "PNG"), max_pixels=1_000_000) == (1000, 1000)
+
+
+def test_image_size_refuses_between_max_and_twice_max_pixels():
+    # 1.5 M pixels: Pillow only warns between max_pixels and twice that; it must still be refused.
+    with pytest.raises(ImageError, match=r"^too many pixels"):
+        image_size(make_image(1500, 1000, "PNG"), max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(make_image(10, 10, "BMP"), id="bmp"),
+        pytest.param(make_image(10, 10, "TIFF"), id="tiff"),
+        pytest.param(b"", id="empty"),
+        pytest.param(make_image(10, 10, "PNG")[:20], id="cut-png-header"),
+    ],
+)
+def test_image_size_refuses_other_formats(data):
+    with pytest.raises(ImageError, match=r"^not an image"):
+        image_size(data, max_pixels=1_000_000)
+
+
+# --- redirects -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hops", [1, 3])
+def test_redirects_are_followed_up_to_the_limit(image_server, hops):
+    url = redirect_chain(image_server, image_server.url("/img/50x40.png"), hops)
+    assert fetch(url, max_redirects=3) == (50, 40)
+
+
+def test_relative_redirect(image_server):
+    assert fetch(image_server.url("/redirect?to=/img/30x20.gif")) == (30, 20)
+
+
+def test_too_many_redirects(image_server):
+    url = redirect_chain(image_server, image_server.url("/img/50x40.png"), 4)
+    assert fetch_error(url, max_redirects=3).startswith("too many redirects")
+
+
+# --- SSRF ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/img/10x10.jpg",
+        "http://localhost:{port}/img/10x10.jpg",
+        "http://[::1]:{port}/img/10x10.jpg",
+        "http://[::ffff:127.0.0.1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "http://0.0.0.0/",
+    ],
+)
+def test_private_addresses_are_refused(image_server, url):
+    before = len(image_server.requests)
+    message = fetch_error(url.format(port=image_server.httpd.server_port), allow_private=False)
+    assert message.startswith("refused")
+    assert len(image_server.requests) == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433:{port}/img/10x10.jpg",  # 127.0.0.1 as one decimal number
+        "http://0177.0.0.1:{port}/img/10x10.jpg",  # 127.0.0.1 with an octal first byte
+    ],
+)
+def test_odd_spellings_of_loopback_fail(image_server, url):
+    before = len(image_server.requests)
+    fetch_error(url.format(port=image_server.httpd.server_port), allow_private=False)
+    assert len(image_server.requests) == before
+
+
+def test_resolver_refuses_name_resolving_to_loopback():
+    async def resolve():
+        resolver = PublicAddressResolver()
+        try:
+            return await resolver.resolve("localhost", 80)
+        finally:
+            await resolver.close()
+
+    with pytest.raises(ImageError, match=r"^refused"):
+        asyncio.run(resolve())
+
+
+def test_resolver_keeps_public_address():
+    async def resolve():
+        resolver = PublicAddressResolver()
+        try:
+            return await resolver.resolve("8.8.8.8", 80)  # numeric: no DNS query is made
+        finally:
+            await resolver.close()
+
+    assert [result["host"] for result in asyncio.run(resolve())] == ["8.8.8.8"]
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/a.jpg", "file:///etc/passwd", "gopher://127.0.0.1/", "http:///a.jpg", "a.jpg"],
+)
+def test_check_url_refuses_other_schemes(url, allow_private):
+    with pytest.raises(ImageError, match=r"^refused: not an http"):
+        check_url(url, limits(allow_private=allow_private))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/a.jpg",
+        "http://localhost/a.jpg",
+        "http://images.localhost/a.jpg",
+        "http://[::1]/a.jpg",
+        "http://[::ffff:10.0.0.1]/a.jpg",
+        "https://10.0.0.1/a.jpg",
+        "http://192.168.1.1/a.jpg",
+        "http://169.254.169.254/latest/meta-data",
+    ],
+)
+def test_check_url_private_hosts(url):
+    with pytest.raises(ImageError, match=r"^refused"):
+        check_url(url, limits(allow_private=False))
+    assert check_url(url, limits(allow_private=True)) is None
+
+
+@pytest.mark.parametrize(
+    "url", ["http://8.8.8.8/a.jpg", "https://[2606:4700:4700::1111]/a.jpg", "https://example.com/a.jpg"]
+)
+def test_check_url_allows_public_hosts(url):
+    # A name passes here: the resolver checks the addresses it resolves to.
+    assert check_url(url, limits(allow_private=False)) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("1.1.1.1", True),
+        ("2606:4700:4700::1111", True),
+        ("::ffff:8.8.8.8", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fe80::1%eth0", False),
+        ("fc00::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:224.0.0.1", False),  # multicast only once unmapped: IPv6 is_multicast misses it
+        ("ff02::1", False),
+    ],
+)
+def test_is_public_address(address, public):
+    assert is_public_address(address) is public
