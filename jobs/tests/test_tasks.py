@@ -5,8 +5,10 @@ import signal
 import time
 
 import pytest
+from django_q.models import OrmQ
 
-from jobs.models import ImageResult, Job
+from jobs import tasks
+from jobs.models import Chunk, ImageResult, Job
 from jobs.tests.helpers import submit, visit, wait_for_job
 from stores.models import Store
 
@@ -112,3 +114,52 @@ def test_small_job_is_not_queued_behind_a_big_one(client, stores, image_server, 
     big_job = Job.objects.get(pk=big)
     assert big_job.status == "ongoing", "the small job waited for the whole big job"
     assert wait_for_job(client, big, timeout=120)["status"] == "completed"
+
+
+# --- The task in this process: its deadline and its delivery limit ------------------------------
+
+
+@pytest.fixture
+def in_process(settings):
+    settings.RETAILPULSE = {
+        **settings.RETAILPULSE,
+        "FETCH_ALLOW_PRIVATE": True,
+        "GPU_DELAY": (0.0, 0.0),
+        "CHUNK_SIZE": 10,
+    }
+    return settings.RETAILPULSE
+
+
+def only_chunk(job_id: int) -> Chunk:
+    return Chunk.objects.get(job_id=job_id)
+
+
+def test_chunk_deadline_hands_unfinished_images_back_to_the_queue(client, stores, image_server, in_process):
+    in_process["CHUNK_DEADLINE"] = 1.0
+    fast, slow = image_server.url("/img/4x4.png"), image_server.url("/slow?seconds=4")
+    job_id = submit(client, [visit("S1", fast, slow)]).json()["job_id"]
+    chunk = only_chunk(job_id)
+
+    started = time.monotonic()
+    tasks.process_chunk(chunk.pk)
+
+    assert time.monotonic() - started < 3.5
+    statuses = dict(ImageResult.objects.filter(job_id=job_id).values_list("url", "status"))
+    assert statuses == {fast: "done", slow: "pending"}
+    chunk.refresh_from_db()
+    assert chunk.state == "queued"
+    assert OrmQ.objects.count() == 2  # the original delivery and the hand-back
+
+
+def test_chunk_delivered_too_often_fails_its_images(client, stores, image_server, in_process):
+    in_process["MAX_DELIVERIES"] = 2
+    job_id = submit(client, [visit("S1", image_server.url("/img/4x4.png"))]).json()["job_id"]
+    chunk = only_chunk(job_id)
+    Chunk.objects.filter(pk=chunk.pk).update(deliveries=2)
+
+    assert tasks.process_chunk(chunk.pk) == "gave up"
+
+    body = client.get(f"/api/status?jobid={job_id}").json()
+    assert body["status"] == "failed"
+    assert body["error"][0]["error"].endswith("gave up after 2 deliveries of its task (its worker kept dying)")
+    assert tasks.process_chunk(chunk.pk) == "already done"

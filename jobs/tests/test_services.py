@@ -1,0 +1,128 @@
+"""Idempotency of the write path: tasks can be delivered more than once."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django_q.models import OrmQ
+
+from jobs import services
+from jobs.models import Chunk, ImageResult, Job
+from jobs.processing import Outcome
+from stores.models import Store
+
+pytestmark = pytest.mark.django_db
+
+WHEN = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(settings, db):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 3, "CHUNKS_PER_JOB": 2}
+    Store.objects.create(store_id="S1", name="One", area_code="1")
+
+
+def make_job(images: int = 10, store_id: str = "S1") -> Job:
+    urls = [f"https://img.example.com/{n}.jpg" for n in range(images)]
+    return services.create_job([services.VisitInput(store_id, urls, WHEN)])
+
+
+def image_ids(job: Job) -> list[int]:
+    return list(ImageResult.objects.filter(job=job).order_by("id").values_list("id", flat=True))
+
+
+def test_a_job_is_split_into_chunks_and_only_a_few_are_queued():
+    job = make_job(10)
+
+    chunks = list(Chunk.objects.filter(job=job).order_by("number"))
+    assert [(c.number, c.state) for c in chunks] == [(0, "queued"), (1, "queued"), (2, "waiting"), (3, "waiting")]
+    ids = image_ids(job)
+    assert [(c.first_image_id, c.last_image_id) for c in chunks] == [
+        (ids[0], ids[2]),
+        (ids[3], ids[5]),
+        (ids[6], ids[8]),
+        (ids[9], ids[9]),
+    ]
+    assert OrmQ.objects.count() == 2
+
+
+def test_finishing_a_chunk_queues_the_next_once():
+    job = make_job(10)
+    first = Chunk.objects.get(job=job, number=0)
+    services.record_outcomes(job.pk, [Outcome(i, 1, 1) for i in image_ids(job)[:3]])
+
+    services.finish_chunk(first)
+    services.finish_chunk(first)  # a redelivered task finishing again
+
+    states = dict(Chunk.objects.filter(job=job).values_list("number", "state"))
+    assert states == {0: "done", 1: "queued", 2: "queued", 3: "waiting"}
+    assert OrmQ.objects.count() == 3
+
+
+def test_a_chunk_with_pending_images_goes_back_to_the_queue():
+    job = make_job(3)
+    chunk = Chunk.objects.get(job=job)
+    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 1, 1)])
+
+    services.finish_chunk(chunk)
+
+    chunk.refresh_from_db()
+    assert chunk.state == "queued"
+    assert OrmQ.objects.count() == 2  # the first delivery and the hand-back
+
+
+def test_recording_the_same_outcomes_twice_counts_them_once():
+    job = make_job(4)
+    ids = image_ids(job)
+    outcomes = [Outcome(ids[0], 10, 20), Outcome(ids[1], error="HTTP 404")]
+
+    services.record_outcomes(job.pk, outcomes)
+    services.record_outcomes(job.pk, [*outcomes, Outcome(ids[1], 5, 5)])  # redelivery, then a late success
+
+    job.refresh_from_db()
+    assert (job.images_done, job.images_failed, job.status) == (1, 1, "ongoing")
+    second = ImageResult.objects.get(pk=ids[1])
+    assert (second.status, second.error, second.width) == ("failed", "HTTP 404", None)
+    first = ImageResult.objects.get(pk=ids[0])
+    assert (first.width, first.height, first.perimeter) == (10, 20, 60)
+
+
+def test_a_job_finishes_exactly_once():
+    job = make_job(2)
+    ids = image_ids(job)
+    services.record_outcomes(job.pk, [Outcome(ids[0], 1, 1), Outcome(ids[1], 1, 1)])
+    job.refresh_from_db()
+    finished_at = job.finished_at
+
+    services.record_outcomes(job.pk, [Outcome(ids[0], 1, 1)])
+
+    job.refresh_from_db()
+    assert (job.status, job.images_done, job.finished_at) == ("completed", 2, finished_at)
+
+
+def test_start_chunk_counts_deliveries_and_skips_done_chunks():
+    job = make_job(3)
+    chunk = Chunk.objects.get(job=job)
+
+    assert services.start_chunk(chunk.pk).deliveries == 1
+    assert services.start_chunk(chunk.pk).deliveries == 2
+    job.refresh_from_db()
+    assert job.started_at is not None
+    Chunk.objects.filter(pk=chunk.pk).update(state=Chunk.State.DONE)
+    assert services.start_chunk(chunk.pk) is None
+
+
+def test_giving_up_on_a_chunk_fails_its_pending_images_with_the_reason():
+    job = make_job(3)
+    chunk = Chunk.objects.get(job=job)
+    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 2, 2)])
+
+    services.fail_pending_images(chunk, "gave up")
+
+    job.refresh_from_db()
+    assert (job.status, job.images_done, job.images_failed) == ("failed", 1, 2)
+    assert job.errors == [
+        {
+            "store_id": "S1",
+            "error": "https://img.example.com/1.jpg: gave up; https://img.example.com/2.jpg: gave up",
+        }
+    ]
