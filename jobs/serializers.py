@@ -1,5 +1,6 @@
 """The API's request and response shapes. Types are strict: a JSON string is not a number."""
 
+import re
 from urllib.parse import urlsplit
 
 from rest_framework import serializers
@@ -11,6 +12,7 @@ from jobs.services import VisitInput
 MISSING = {"required": "missing", "null": "must not be null"}
 DATETIME_FORMATS = [ISO_8601, "%Y-%m-%d %H:%M:%S"]
 MAX_URL_LENGTH = 2048
+SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -47,7 +49,7 @@ class HttpUrlField(StrictCharField):
             valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
         except ValueError:  # a bad port or an unclosed IPv6 bracket
             valid = False
-        if not valid or any(c.isspace() or ord(c) < 32 for c in url):
+        if not valid or SPACE_OR_CONTROL.search(url):
             self.fail("not_http", value=url[:100])
         return url
 

@@ -1,7 +1,9 @@
 import re
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import generics, pagination, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,13 +22,24 @@ def parse_job_id(raw: str | None, name: str) -> int:
     return int(raw)
 
 
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self):
+        super().__init__(f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes")
+
+
 class SubmitJobView(APIView):
     """POST /api/submit/: create a job; 201 {"job_id": N}."""
 
     def post(self, request):
-        if request.data is None:  # DRF would call a JSON `null` body "No data provided"
+        try:
+            data = request.data
+        except RequestDataTooBig:
+            raise BodyTooLarge() from None
+        if data is None:  # DRF would call a JSON `null` body "No data provided"
             raise ValidationError("the body must be a JSON object, got null")
-        serializer = SubmitJobSerializer(data=request.data)
+        serializer = SubmitJobSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         job = services.create_job(serializer.visit_inputs())
         return Response({"job_id": job.pk}, status=status.HTTP_201_CREATED)

@@ -145,6 +145,8 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- API ------------------------------------------------------------------------------------------
+# A 100,000-image job is about 6 MB of JSON; larger bodies get a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RETAILPULSE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.parsers.AnyContentTypeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -376,3 +376,11 @@ def test_job_images_rejects_an_unknown_status_filter(client):
     response = client.get(f"/api/jobs/{job_id}/images/?status=weird")
     assert response.status_code == 400
     assert response.json() == {"error": "status: expected one of pending, done, failed"}
+
+
+def test_submit_body_over_the_limit_is_a_json_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = submit(client, [visit("S00339218", *[f"{URL}?{i}" for i in range(50)])])
+    assert response.status_code == 413
+    assert response.json() == {"error": "the body is larger than 1,000 bytes"}
+    assert Job.objects.count() == 0
