@@ -20,6 +20,7 @@ from jobs import selectors
 from jobs.models import Chunk, ImageResult, Job, Visit
 from jobs.processing import Outcome
 from stores.models import Store
+from stores.selectors import existing_store_ids
 
 UNKNOWN_STORE = "store not in store master"
 
@@ -33,8 +34,7 @@ class VisitInput:
 
 def create_job(visits: list[VisitInput]) -> Job:
     """Store a job with all its visits and (pending) image rows, and queue its first chunks."""
-    config = settings.RETAILPULSE
-    known = set(Store.objects.filter(store_id__in={v.store_id for v in visits}).values_list("store_id", flat=True))
+    known = existing_store_ids({v.store_id for v in visits})
     with transaction.atomic():
         job = Job.objects.create(images_total=sum(len(v.image_urls) for v in visits))
         visit_rows = Visit.objects.bulk_create(
@@ -58,14 +58,7 @@ def create_job(visits: list[VisitInput]) -> Job:
             .order_by("id")
             .values_list("id", flat=True)
         )
-        size = config["CHUNK_SIZE"]
-        Chunk.objects.bulk_create(
-            [
-                Chunk(job=job, number=n, first_image_id=ids[0], last_image_id=ids[-1])
-                for n, ids in enumerate(pending_ids[i : i + size] for i in range(0, len(pending_ids), size))
-            ]
-        )
-        queue_next_chunks(job.pk)
+        _add_chunks(job.pk, pending_ids)
         _finish_job_if_complete(job.pk)
     job.refresh_from_db()
     return job
@@ -203,3 +196,61 @@ def _finish_job_if_complete(job_id: int) -> None:
     )
     if finished:
         Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+
+
+def _add_chunks(job_id: int, image_ids: list[int]) -> None:
+    """Split image ids (ascending) into new chunks numbered after the job's last one, and queue them."""
+    size = settings.RETAILPULSE["CHUNK_SIZE"]
+    last = Chunk.objects.filter(job_id=job_id).order_by("-number").values_list("number", flat=True).first()
+    start = 0 if last is None else last + 1
+    Chunk.objects.bulk_create(
+        [
+            Chunk(job_id=job_id, number=start + n, first_image_id=ids[0], last_image_id=ids[-1])
+            for n, ids in enumerate(image_ids[i : i + size] for i in range(0, len(image_ids), size))
+        ]
+    )
+    queue_next_chunks(job_id)
+
+
+def retry_failed_images(job_id: int) -> int:
+    """Send a finished job's failed images back to work; return how many.
+
+    Images of a store that is still not in the master stay failed. A store added to the master
+    since the submit is linked to its visits and their images are retried too.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status != Job.Status.FAILED:
+            return 0
+        unknown_visits = Visit.objects.filter(job_id=job_id, store=None)
+        for store_id in Store.objects.filter(store_id__in=unknown_visits.values("store_code")).values_list(
+            "store_id", flat=True
+        ):
+            unknown_visits.filter(store_code=store_id).update(store_id=store_id)
+        retried = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.FAILED).exclude(visit__store=None)
+        ids = list(retried.order_by("id").values_list("id", flat=True))
+        if not ids:
+            return 0
+        retried.update(status=ImageResult.Status.PENDING, error="", processed_at=None)
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.ONGOING, images_failed=F("images_failed") - len(ids), errors=[], finished_at=None
+        )
+        _add_chunks(job_id, ids)
+        _finish_job_if_complete(job_id)
+    return len(ids)
+
+
+def cancel_job(job_id: int, reason: str = "job cancelled by an operator") -> int:
+    """Fail every pending image of an ongoing job with `reason`; return how many.
+
+    Chunks already running skip the cancelled images: outcomes only ever replace `pending`.
+    """
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job_id, status=Job.Status.ONGOING).exists():
+            return 0
+        Chunk.objects.filter(job_id=job_id).update(state=Chunk.State.DONE)
+        pending = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.PENDING)
+        cancelled = pending.update(status=ImageResult.Status.FAILED, error=reason, processed_at=timezone.now())
+        Job.objects.filter(pk=job_id).update(images_failed=F("images_failed") + cancelled)
+        _finish_job_if_complete(job_id)
+    return cancelled
