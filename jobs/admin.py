@@ -1,18 +1,204 @@
-from django.contrib import admin
+"""The operators' admin: watch jobs, see why one failed, retry or cancel it."""
 
-from jobs.models import ImageResult, Job
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from jobs import services
+from jobs.models import ImageResult, Job, Visit
+
+VISITS_SHOWN = 200  # on a job's page; the image list has them all
+
+STATUS_COLOURS = {
+    "ongoing": "#2f6fb0",
+    "completed": "#2e7d32",
+    "failed": "#c62828",
+    "pending": "#8a8a8a",
+    "done": "#2e7d32",
+}
+
+admin.site.site_header = "Retail Pulse operations"
+admin.site.site_title = "Retail Pulse"
+admin.site.index_template = "admin/retailpulse_index.html"
+
+
+def badge(status: str):
+    return format_html(
+        '<span class="rp-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:9px">{}</span>',
+        STATUS_COLOURS.get(status, "#555"),
+        status,
+    )
+
+
+def images_link(job_id: int, label: str, **filters: str):
+    query = "&".join([f"job__id__exact={job_id}", *(f"{k}={v}" for k, v in filters.items())])
+    return format_html('<a href="{}?{}">{}</a>', reverse("admin:jobs_imageresult_changelist"), query, label)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Results are produced by the service, not typed in."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "images_total", "images_done", "images_failed", "created_at", "finished_at"]
-    list_filter = ["status"]
-    readonly_fields = [f.name for f in Job._meta.fields]
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status_badge", "progress", "images_failed", "created_at", "duration"]
+    list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["id"]
+    search_help_text = "A job id, or a store id to find the jobs that visited it."
+    ordering = ["-id"]
+    show_full_result_count = False
+    actions = ["retry_failed_images", "cancel_jobs"]
+    fields = [
+        "status_badge",
+        "progress",
+        "images_total",
+        "images_done",
+        "images_failed",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "image_links",
+        "store_errors",
+        "visit_table",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job):
+        return badge(job.status)
+
+    @admin.display(description="progress")
+    def progress(self, job: Job):
+        finished = job.images_done + job.images_failed
+        return format_html(
+            '<progress value="{}" max="{}" style="width:8em"></progress> {} / {}',
+            finished,
+            max(job.images_total, 1),
+            finished,
+            job.images_total,
+        )
+
+    @admin.display(description="duration")
+    def duration(self, job: Job) -> str:
+        end = job.finished_at or timezone.now()
+        seconds = (end - (job.started_at or job.created_at)).total_seconds()
+        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+    @admin.display(description="image results")
+    def image_links(self, job: Job):
+        return format_html(
+            "{} · {} · {}",
+            images_link(job.pk, f"all {job.images_total}"),
+            images_link(job.pk, f"failed {job.images_failed}", status__exact="failed"),
+            images_link(job.pk, f"pending {job.images_pending}", status__exact="pending"),
+        )
+
+    @admin.display(description="errors (as GET /api/status reports them)")
+    def store_errors(self, job: Job):
+        if not job.errors:
+            return "none"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", ((e["store_id"], e["error"]) for e in job.errors)
+        )
+        return format_html('<table class="rp-errors"><tr><th>store</th><th>error</th></tr>{}</table>', rows)
+
+    @admin.display(description="visits")
+    def visit_table(self, job: Job):
+        visits = (
+            Visit.objects.filter(job=job)
+            .select_related("store")
+            .annotate(image_count=Count("images"))
+            .order_by("id")[:VISITS_SHOWN]
+        )
+        errors = {e["store_id"]: e["error"] for e in job.errors}
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    images_link(job.pk, v.store_code, visit__store_code=v.store_code),
+                    v.store.name if v.store else "not in store master",
+                    v.visit_time,
+                    v.image_count,
+                    errors.get(v.store_code, ""),
+                )
+                for v in visits
+            ),
+        )
+        return format_html(
+            '<table class="rp-visits"><tr><th>store</th><th>name</th><th>visit time</th><th>images</th>'
+            "<th>error</th></tr>{}</table>",
+            rows,
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        by_store = queryset.filter(pk__in=Visit.objects.filter(store_code=term).values("job_id"))
+        if term.isdigit():
+            return by_store | queryset.filter(pk=int(term)), False
+        return by_store, False
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("jobs.change_job")
+
+    @admin.action(description="Retry failed images", permissions=["retry"])
+    def retry_failed_images(self, request, queryset):
+        for job in queryset:
+            retried = services.retry_failed_images(job.pk)
+            if retried:
+                self.message_user(request, f"Job {job.pk}: {retried} failed images queued again.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"Job {job.pk}: no failed image to retry.", messages.WARNING)
+
+    @admin.action(description="Cancel (skip pending images)", permissions=["retry"])
+    def cancel_jobs(self, request, queryset):
+        for job in queryset:
+            cancelled = services.cancel_job(job.pk)
+            if cancelled or job.status == Job.Status.ONGOING:
+                self.message_user(request, f"Job {job.pk}: cancelled, {cancelled} pending images skipped.")
+            else:
+                self.message_user(request, f"Job {job.pk}: not ongoing, nothing to cancel.", messages.WARNING)
 
 
 @admin.register(ImageResult)
-class ImageResultAdmin(admin.ModelAdmin):
-    list_display = ["id", "job_id", "url", "status", "width", "height", "perimeter", "error"]
+class ImageResultAdmin(ReadOnlyAdmin):
+    list_display = ["id", "job_link", "store", "url_link", "status_badge", "width", "height", "perimeter", "error"]
     list_filter = ["status"]
-    readonly_fields = [f.name for f in ImageResult._meta.fields]
+    list_select_related = ["visit"]
+    search_fields = ["=visit__store_code"]
+    search_help_text = "A store id."
+    ordering = ["-id"]
     show_full_result_count = False
+    fields = ["job_link", "store", "url_link", "status_badge", "width", "height", "perimeter", "error", "processed_at"]
+    readonly_fields = fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="job", ordering="job")
+    def job_link(self, image: ImageResult):
+        return format_html('<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[image.job_id]), image.job_id)
+
+    @admin.display(description="store")
+    def store(self, image: ImageResult) -> str:
+        return image.visit.store_code
+
+    @admin.display(description="url")
+    def url_link(self, image: ImageResult):
+        # A link, not a preview: an <img> would make the operator's browser fetch arbitrary hosts.
+        return format_html('<a href="{}" rel="noreferrer noopener" target="_blank">{}</a>', image.url, image.url)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, image: ImageResult):
+        return badge(image.status)

@@ -42,7 +42,7 @@ class Visit(models.Model):
     """One store visit of a job. `store` is empty when the id is not in the store master."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="visits")
-    store_code = models.CharField("store id", max_length=64)
+    store_code = models.CharField("store id", max_length=64, db_index=True)
     store = models.ForeignKey("stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits")
     visit_time = models.DateTimeField()
 
