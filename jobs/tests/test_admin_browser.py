@@ -1,0 +1,82 @@
+"""The operator's path through the admin in a real browser (Debian's Chromium, driven by Playwright).
+
+Log in, open the failed jobs, read a job's error, retry its failed images once the image host
+serves them, and see the job complete. The screenshots in docs/ come from this test.
+"""
+
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import BASE_DIR
+from jobs.tests.helpers import submit, visit, wait_for_job
+from stores.models import Store
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = BASE_DIR / "docs"
+PASSWORD = "a-Strong-operator-pass-1"
+
+
+@pytest.fixture
+def page(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        browser.close()
+
+
+def screenshot(page, name: str) -> None:
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(Path(DOCS, name)), full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_operator_finds_a_failure_retries_it_and_the_job_completes(
+    client, live_server, page, image_server, start_cluster
+):
+    User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
+    Store.objects.bulk_create([Store(store_id=s, name=f"{s} General Store", area_code="7000") for s in ("S1", "S2")])
+    start_cluster()
+    key = uuid.uuid4().hex
+    flaky_url = image_server.url(f"/switch/{key}")
+    job_id = submit(
+        client,
+        [visit("S1", image_server.url("/img/640x480.jpg"), flaky_url), visit("S2", image_server.url("/img/8x8.png"))],
+    ).json()["job_id"]
+    assert wait_for_job(client, job_id)["status"] == "failed"
+
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.click("text=Failed jobs")
+    row = page.locator("#result_list tbody tr", has_text=str(job_id))
+    expect(row.locator(".rp-badge")).to_have_text("failed")
+    screenshot(page, "admin-job-list.png")
+
+    row.locator("th a").click()
+    expect(page.locator(".rp-errors")).to_contain_text(f"{flaky_url}: HTTP 404")
+    expect(page.locator(".rp-visits")).to_contain_text("S1 General Store")
+    screenshot(page, "admin-failed-job.png")
+
+    image_server.switch_on(key)
+    page.goto(f"{live_server.url}/admin/jobs/job/?status__exact=failed")
+    page.locator("#result_list tbody tr", has_text=str(job_id)).locator("input[type=checkbox]").check()
+    page.select_option("select[name=action]", "retry_failed_images")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text(f"Job {job_id}: 1 failed images queued again.")
+
+    assert wait_for_job(client, job_id) == {"status": "completed", "job_id": job_id}
+    page.goto(f"{live_server.url}/admin/jobs/job/{job_id}/change/")
+    expect(page.locator(".field-status_badge .rp-badge")).to_have_text("completed")
+    expect(page.locator(".field-store_errors")).to_contain_text("none")
