@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate clean
+.PHONY: run test lint format migrate browser bench-admin clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ run: $(VENV)/.installed
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} bin/run
 
 # Lint, then the whole suite on the database DATABASE_URL names (SQLite when unset).
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed lint browser
 	$(PY) -m pytest
+
+# The admin's browser test drives Debian's Chromium; Playwright cannot download a browser here.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -26,6 +30,11 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Admin pages on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or DATABASE_URL).
+bench-admin: $(VENV)/.installed
+	mkdir -p var
+	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/admin-bench.sqlite3} $(PY) bench/admin_lists.py
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate

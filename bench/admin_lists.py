@@ -1,0 +1,126 @@
+"""Times the admin pages operators use most on a database with 1,000,000 image results.
+
+    DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/admin-bench.sqlite3 .venv/bin/python bench/admin_lists.py
+
+Seeds 1,000 jobs of 1,000 image results each (10 % failed) once, then prints the median of 5
+requests per page through Django's test client (no network, no web server: the page's own cost).
+"""
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retailpulse.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from jobs.models import ImageResult, Job, Visit  # noqa: E402
+from stores.models import Store  # noqa: E402
+
+JOBS, IMAGES_PER_JOB, VISITS_PER_JOB = 1000, 1000, 10
+
+
+def seed() -> None:
+    if Job.objects.count() >= JOBS:
+        return
+    print(f"seeding {JOBS:,} jobs x {IMAGES_PER_JOB:,} images ...", flush=True)
+    Store.objects.bulk_create(
+        [Store(store_id=f"RP{n:05d}", name=f"Store {n}", area_code=str(7000 + n % 5)) for n in range(5000)],
+        ignore_conflicts=True,
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    table = connection.ops.quote_name(ImageResult._meta.db_table)
+    for j in range(JOBS):
+        with transaction.atomic():
+            failed = IMAGES_PER_JOB // 10
+            job = Job.objects.create(
+                status="failed",
+                images_total=IMAGES_PER_JOB,
+                images_done=IMAGES_PER_JOB - failed,
+                images_failed=failed,
+                errors=[{"store_id": f"RP{j % 5000:05d}", "error": "https://img.example.com/x.jpg: HTTP 404"}],
+                finished_at=timezone.now(),
+            )
+            visits = Visit.objects.bulk_create(
+                [
+                    Visit(
+                        job=job,
+                        store_code=f"RP{(j + v) % 5000:05d}",
+                        store_id=f"RP{(j + v) % 5000:05d}",
+                        visit_time=timezone.now(),
+                    )
+                    for v in range(VISITS_PER_JOB)
+                ]
+            )
+            rows = []
+            for i in range(IMAGES_PER_JOB):
+                visit = visits[i % VISITS_PER_JOB]
+                if i % 10 == 0:
+                    rows.append(
+                        (
+                            job.pk,
+                            visit.pk,
+                            f"https://img.example.com/{j}/{i}.jpg",
+                            "failed",
+                            None,
+                            None,
+                            None,
+                            "HTTP 404",
+                            now,
+                        )
+                    )
+                else:
+                    rows.append(
+                        (job.pk, visit.pk, f"https://img.example.com/{j}/{i}.jpg", "done", 640, 480, 2240, "", now)
+                    )
+            with connection.cursor() as cursor:
+                columns = "job_id, visit_id, url, status, width, height, perimeter, error, processed_at"
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 9)})", rows)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    seed()
+    User.objects.filter(username="bench").delete()
+    User.objects.create_superuser("bench", "bench@example.com", "bench-Pass-123")
+    client = Client()
+    client.force_login(User.objects.get(username="bench"))
+    job = Job.objects.order_by("-id")[JOBS // 2]
+    pages = {
+        "job list": "/admin/jobs/job/",
+        "failed jobs": "/admin/jobs/job/?status__exact=failed",
+        "job search by store id": "/admin/jobs/job/?q=RP00042",
+        "job page": f"/admin/jobs/job/{job.pk}/change/",
+        "image results, one job": f"/admin/jobs/imageresult/?job__id__exact={job.pk}",
+        "image results, all": "/admin/jobs/imageresult/",
+        "failed images, all": "/admin/jobs/imageresult/?status__exact=failed",
+        "status API": f"/api/status?jobid={job.pk}",
+    }
+    print(f"{connection.vendor}, {ImageResult.objects.count():,} image results, {Job.objects.count():,} jobs")
+    print(f"{'page':28} {'median ms':>10} {'status':>7}")
+    for name, url in pages.items():
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url, SERVER_NAME=settings.ALLOWED_HOSTS[0])
+            timings.append((time.perf_counter() - started) * 1000)
+        print(f"{name:28} {statistics.median(timings):10.1f} {response.status_code:>7}")
+
+
+if __name__ == "__main__":
+    main()
