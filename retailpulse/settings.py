@@ -109,8 +109,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Tests start real worker processes, which cannot see an in-memory database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    # Tests start real worker processes, which cannot see an in-memory database: the test database
+    # is a file named after the main one (db.sqlite3 -> test_db.sqlite3, next to it), so test runs
+    # on different databases do not share one.
+    _main_db = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(_main_db.with_name(f"test_{_main_db.name}"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
