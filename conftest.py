@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a local image server and a real qcluster worker."""
+"""Fixtures shared by every test: a local image server, a callback receiver and a real qcluster worker."""
 
 import io
 import os
@@ -148,6 +148,75 @@ def image_server():
     server = ImageServer()
     yield server
     server.close()
+
+
+class CallbackReceiver:
+    """A local HTTP server that records every POST: the client end of completion callbacks.
+
+    POST /hook/KEY?fail=N answers 500 to the first N requests of KEY, then 204;
+    POST /redirect answers 302 to /hook/redirected.
+    """
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                with receiver._lock:
+                    receiver.received.append({"path": parts.path, "headers": dict(self.headers), "body": body})
+                    count = receiver._counts[parts.path] = receiver._counts.get(parts.path, 0) + 1
+                if parts.path == "/redirect":
+                    status, extra = 302, {"Location": "/hook/redirected"}
+                elif count <= int(query.get("fail", "0")):
+                    status, extra = 500, {}
+                else:
+                    status, extra = 204, {}
+                self.send_response(status)
+                for name, value in {**extra, "Content-Length": "0"}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def requests_to(self, path: str) -> list[dict]:
+        with self._lock:
+            return [r for r in self.received if r["path"] == path]
+
+    def wait_for(self, path: str, count: int = 1, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests_to(path)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.requests_to(path))} POSTs to {path} after {timeout} s, not {count}")
+            time.sleep(0.05)
+        return self.requests_to(path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def callback_receiver():
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.close()
 
 
 def database_url(settings_dict: dict) -> str:

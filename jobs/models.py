@@ -1,6 +1,15 @@
 from django.db import models
 from django.db.models import Q
 
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class CallbackStatus(models.TextChoices):
+    NONE = "", "no callback"
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
 
 class Job(models.Model):
     """A client's submission. Counters are kept on the row so that status is one query."""
@@ -19,6 +28,16 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A retried submit with the same Idempotency-Key header gets this job back instead of a new one;
+    # the fingerprint (SHA-256 of the body) tells a retry from a different body under the same key.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True, unique=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+    # Where the final status is POSTed when the job ends (see jobs.callbacks).
+    callback_url = models.URLField(max_length=2048, blank=True)
+    callback_status = models.CharField(max_length=16, choices=CallbackStatus.choices, blank=True)
+    callback_attempts = models.PositiveIntegerField(default=0)
+    callback_error = models.TextField(blank=True)
+    callback_delivery = models.CharField(max_length=32, blank=True)  # the current delivery's id
 
     class Meta:
         ordering = ["-id"]
@@ -43,11 +62,19 @@ class Visit(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="visits")
     store_code = models.CharField("store id", max_length=64, db_index=True)
-    store = models.ForeignKey("stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits")
+    # No index of its own: the (store, visit_time, id) index below starts with it.
+    store = models.ForeignKey(
+        "stores.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="visits", db_index=False
+    )
     visit_time = models.DateTimeField()
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # GET /api/visits walks visits in (store, time) order; the date filter alone uses visit_time.
+            models.Index(fields=["store", "visit_time", "id"], name="visit_store_time"),
+            models.Index(fields=["visit_time"], name="visit_time"),
+        ]
 
     def __str__(self) -> str:
         return f"Visit {self.pk} to {self.store_code}"
@@ -68,6 +95,9 @@ class Chunk(models.Model):
     last_image_id = models.BigIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
     deliveries = models.PositiveIntegerField(default=0)
+    # Seconds its tasks took to fetch and measure its images (outcomes are written meanwhile),
+    # summed over its deliveries: the fetch latency histogram of /metrics.
+    fetch_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "number"]

@@ -1,14 +1,37 @@
 """Reads: what the API, the admin and the workers ask of jobs and their images."""
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from jobs.models import Chunk, ImageResult, Job
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from jobs.models import Chunk, ImageResult, Job, Visit
+from stores.models import Store
 
 ERRORS_LISTED_PER_STORE = 5  # failed images named in one store's error; the rest are counted
 
 
 def get_job(job_id: int) -> Job | None:
     return Job.objects.filter(pk=job_id).first()
+
+
+def job_by_idempotency_key(key: str) -> Job | None:
+    return Job.objects.filter(idempotency_key=key).first()
+
+
+def is_current_callback(job_id: int, delivery_id: str) -> bool:
+    return Job.objects.filter(pk=job_id, callback_delivery=delivery_id).exists()
+
+
+def status_body(job: Job) -> dict:
+    """The body of GET /api/status, exactly as the contract has it (and what a callback POSTs)."""
+    body = {"status": job.status, "job_id": job.pk}
+    if job.status == Job.Status.FAILED:
+        body["error"] = job.errors
+    return body
 
 
 def chunk_pending_images(chunk: Chunk) -> QuerySet:
@@ -47,9 +70,107 @@ def store_errors(job_id: int) -> list[dict]:
 
 
 def job_images(job_id: int, *, store_id: str | None = None, status: str | None = None) -> QuerySet:
-    images = ImageResult.objects.filter(job_id=job_id).select_related("visit").order_by("id")
+    images = ImageResult.objects.filter(job_id=job_id).order_by("id")
     if store_id:
         images = images.filter(visit__store_code=store_id)
     if status:
         images = images.filter(status=status)
-    return images
+    return images.select_related("visit")
+
+
+IMAGE_ROW_FIELDS = (
+    "id",
+    "visit__store_code",
+    "visit__visit_time",
+    "url",
+    "width",
+    "height",
+    "perimeter",
+    "status",
+    "error",
+    "processed_at",
+)
+
+
+def job_image_rows(job_id: int, *, store_id: str | None = None, status: str | None = None) -> QuerySet:
+    """The same images as `job_images`, as tuples of IMAGE_ROW_FIELDS (no model instances: exports
+    stream them with .iterator())."""
+    return job_images(job_id, store_id=store_id, status=status).select_related(None).values_list(*IMAGE_ROW_FIELDS)
+
+
+@dataclass(frozen=True)
+class VisitCursor:
+    """Where a page of GET /api/visits ended: its last data point, in (store, time, visit, image) order."""
+
+    store_id: str
+    visit_time: datetime
+    visit_id: int
+    image_id: int
+
+
+def visit_results(
+    *,
+    area: str | None = None,
+    store_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: VisitCursor | None = None,
+    limit: int = 1000,
+) -> list[tuple]:
+    """Measured images (status done) of visits to stores of the master, in (store, visit time, visit,
+    image) order, after `after`: (store_id, area_code, store name, visit_time, perimeter, visit_id,
+    image_id).
+
+    Keyset pagination: a page is an index range scan from the cursor, so the last page costs what
+    the first does. SQL rather than the ORM, which would order by the visit's store column (it drops
+    the join for a key): ordered by the store table's own key, SQLite walks stores, then visits by
+    (store, visit_time, id), then images, in page order, and stops at the limit instead of sorting
+    every match; PostgreSQL sorts only within a visit (incremental sort). The `>=` row comparisons give both an index
+    range to start from; the `>` one is the exact cursor.
+    """
+    ops = connection.ops
+    store_table = ops.quote_name(Store._meta.db_table)
+    visit_table = ops.quote_name(Visit._meta.db_table)
+    image_table = ops.quote_name(ImageResult._meta.db_table)
+    where, params = ["i.status = %s"], [ImageResult.Status.DONE.value]
+    if area:
+        where.append("s.area_code = %s")
+        params.append(area)
+    if store_id:
+        where.append("s.store_id = %s")
+        params.append(store_id)
+    if start:
+        where.append("v.visit_time >= %s")
+        params.append(ops.adapt_datetimefield_value(start))
+    if end:
+        where.append("v.visit_time <= %s")
+        params.append(ops.adapt_datetimefield_value(end))
+    if after:
+        time = ops.adapt_datetimefield_value(after.visit_time)
+        where += [
+            "s.store_id >= %s",
+            "(v.store_id, v.visit_time, v.id) >= (%s, %s, %s)",
+            "(v.store_id, v.visit_time, v.id, i.id) > (%s, %s, %s, %s)",
+        ]
+        params += [after.store_id, after.store_id, time, after.visit_id]
+        params += [after.store_id, time, after.visit_id, after.image_id]
+    sql = (
+        "SELECT s.store_id, s.area_code, s.name, v.visit_time, i.perimeter, v.id, i.id"
+        # CROSS JOIN makes SQLite's join order stores, visits, images whatever its statistics say
+        # (without ANALYZE it may pick the visit_time index and sort every match); PostgreSQL plans
+        # it as the inner join it is.
+        f" FROM {store_table} s CROSS JOIN {visit_table} v CROSS JOIN {image_table} i"
+        f" WHERE v.store_id = s.store_id AND i.visit_id = v.id AND {' AND '.join(where)}"
+        " ORDER BY s.store_id, v.visit_time, v.id, i.id"
+        " LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [(*row[:3], _aware(row[3]), *row[4:]) for row in cursor.fetchall()]
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A date-time read by raw SQL: SQLite gives naive UTC (or text), PostgreSQL an aware value."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)

@@ -1,13 +1,21 @@
 """The API's request and response shapes. Types are strict: a JSON string is not a number."""
 
+import base64
+import binascii
+import hashlib
+import json
 import re
 from urllib.parse import urlsplit
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import ISO_8601
 
-from jobs.models import ImageResult, Job
+from jobs import openapi
+from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, ImageResult, Job
+from jobs.selectors import VisitCursor
 from jobs.services import VisitInput
+from stores.selectors import area_exists, store_exists
 
 MISSING = {"required": "missing", "null": "must not be null"}
 DATETIME_FORMATS = [ISO_8601, "%Y-%m-%d %H:%M:%S"]
@@ -54,6 +62,18 @@ class HttpUrlField(StrictCharField):
         return url
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "ISO 8601 / RFC 3339 (`2024-01-21T16:23:40Z`, offsets, fractions, a date alone meaning "
+        "midnight) or `2024-01-21 16:23:40`; a time without a zone is UTC.",
+        "example": "2024-01-21T16:23:40Z",
+    }
+)
+class VisitTimeField(serializers.DateTimeField):
+    pass
+
+
 class VisitSerializer(serializers.Serializer):
     default_error_messages = {"invalid": "expected an object with store_id, image_url and visit_time"}
 
@@ -67,7 +87,7 @@ class VisitSerializer(serializers.Serializer):
             "empty": "expected a non-empty list of URLs",
         },
     )
-    visit_time = serializers.DateTimeField(
+    visit_time = VisitTimeField(
         input_formats=DATETIME_FORMATS,
         error_messages={
             **MISSING,
@@ -78,7 +98,7 @@ class VisitSerializer(serializers.Serializer):
 
 
 class SubmitJobSerializer(serializers.Serializer):
-    """`{"count": N, "visits": [...]}`; unknown fields are ignored."""
+    """`{"count": N, "visits": [...], "callback_url": "https://..."}`; unknown fields are ignored."""
 
     default_error_messages = {"invalid": "the body must be a JSON object, got {datatype}"}
 
@@ -91,6 +111,11 @@ class SubmitJobSerializer(serializers.Serializer):
             "not_a_list": "expected a non-empty list of visits",
             "empty": "expected a non-empty list of visits",
         },
+    )
+    callback_url = HttpUrlField(
+        required=False,
+        help_text="POSTed the job's final status (the body of GET /api/status) when the job ends, "
+        "signed with X-RetailPulse-Signature: sha256=<HMAC-SHA256 of the body>.",
     )
 
     def validate(self, attrs):
@@ -106,25 +131,36 @@ class SubmitJobSerializer(serializers.Serializer):
             for v in self.validated_data["visits"]
         ]
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the body as canonical JSON: tells a retried submit from another body."""
+        canonical = json.dumps(self.initial_data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
-def status_body(job: Job) -> dict:
-    """The body of GET /api/status, exactly as the contract has it."""
-    body = {"status": job.status, "job_id": job.pk}
-    if job.status == Job.Status.FAILED:
-        body["error"] = job.errors
-    return body
+
+def idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header: absent is None; empty or too long is refused."""
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise serializers.ValidationError({"Idempotency-Key": "must not be empty"})
+    if len(raw) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise serializers.ValidationError({"Idempotency-Key": f"longer than {IDEMPOTENCY_KEY_MAX_LENGTH} characters"})
+    return raw
 
 
 class JobDetailSerializer(serializers.ModelSerializer):
     job_id = serializers.IntegerField(source="pk")
     images = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
-    error = serializers.JSONField(source="errors")
+    error = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = ["job_id", "status", "images", "progress", "created_at", "started_at", "finished_at", "error"]
+        # Output only: every field is always there (the schema says so).
+        extra_kwargs = {name: {"required": True} for name in ("status", "started_at", "finished_at")}
 
+    @extend_schema_field(openapi.IMAGE_COUNTS)
     def get_images(self, job: Job) -> dict:
         return {
             "total": job.images_total,
@@ -132,6 +168,10 @@ class JobDetailSerializer(serializers.ModelSerializer):
             "failed": job.images_failed,
             "pending": job.images_pending,
         }
+
+    @extend_schema_field(openapi.STORE_ERRORS)
+    def get_error(self, job: Job) -> list[dict]:
+        return job.errors
 
     def get_progress(self, job: Job) -> float:
         """Share of images with an outcome, 0.0 to 1.0."""
@@ -158,3 +198,77 @@ class ImageResultSerializer(serializers.ModelSerializer):
             "error",
             "processed_at",
         ]
+        # Output only: every field is always there (the schema says so).
+        extra_kwargs = {name: {"required": True} for name in fields if name not in ("id", "store_id", "visit_time")}
+
+
+class RFC3339Field(serializers.DateTimeField):
+    """A date-time query parameter. A `+` of an offset arrives as a space when the client did not
+    encode it (`+05:30` -> ` 05:30`); it is read back as `+`."""
+
+    UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            input_formats=DATETIME_FORMATS,
+            error_messages={"invalid": "expected an RFC 3339 date-time such as 2024-01-21T16:23:40Z"},
+            **kwargs,
+        )
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            value = self.UNENCODED_PLUS.sub(r"\1+\2", value.strip())
+        return super().to_internal_value(value)
+
+
+class VisitsQuerySerializer(serializers.Serializer):
+    """The query of GET /api/visits: any of area, storeid, startdate, enddate, at least one."""
+
+    FILTERS = ("area", "storeid", "startdate", "enddate")
+    MAX_PAGE_SIZE = 5000
+
+    area = serializers.CharField(required=False, max_length=32, help_text="An area code of the store master.")
+    storeid = serializers.CharField(required=False, max_length=64, help_text="A store id of the store master.")
+    startdate = RFC3339Field(required=False, help_text="Visits at or after this time.")
+    enddate = RFC3339Field(required=False, help_text="Visits at or before this time.")
+    cursor = serializers.CharField(required=False, help_text="From the `next` link of the previous page.")
+    page_size = serializers.IntegerField(
+        required=False, default=1000, min_value=1, max_value=MAX_PAGE_SIZE, help_text="Data points per page."
+    )
+
+    def validate_area(self, value: str) -> str:
+        if not area_exists(value):
+            raise serializers.ValidationError(f"no store in area {value!r}")
+        return value
+
+    def validate_storeid(self, value: str) -> str:
+        if not store_exists(value):
+            raise serializers.ValidationError(f"store {value!r} is not in the store master")
+        return value
+
+    def validate_cursor(self, value: str) -> VisitCursor:
+        return decode_cursor(value)
+
+    def validate(self, attrs):
+        if not any(name in attrs for name in self.FILTERS):
+            raise serializers.ValidationError("give at least one of area, storeid, startdate, enddate")
+        if "startdate" in attrs and "enddate" in attrs and attrs["enddate"] < attrs["startdate"]:
+            raise serializers.ValidationError({"enddate": "is before startdate"})
+        return attrs
+
+
+def encode_cursor(cursor: VisitCursor) -> str:
+    raw = json.dumps([cursor.store_id, cursor.visit_time.isoformat(), cursor.visit_id, cursor.image_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> VisitCursor:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        store_id, visit_time, visit_id, image_id = json.loads(raw)
+        cursor = VisitCursor(store_id, serializers.DateTimeField().to_internal_value(visit_time), visit_id, image_id)
+        if not (isinstance(store_id, str) and isinstance(visit_id, int) and isinstance(image_id, int)):
+            raise ValueError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, serializers.ValidationError):
+        raise serializers.ValidationError("invalid: use the next link of the previous page as it is") from None
+    return cursor

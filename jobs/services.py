@@ -5,24 +5,32 @@ once): image rows change only from `pending`, counters add only the rows that ch
 closed once and a job is finished once, each by a conditional UPDATE in one transaction.
 """
 
+import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.conf import Conf
-from django_q.tasks import async_task
+from django_q.models import Schedule
+from django_q.tasks import async_task, schedule
 
 from jobs import selectors
-from jobs.models import Chunk, ImageResult, Job, Visit
+from jobs.models import CallbackStatus, Chunk, ImageResult, Job, Visit
 from jobs.processing import Outcome
 from stores.models import Store
 from stores.selectors import existing_store_ids
 
 UNKNOWN_STORE = "store not in store master"
+
+# One structured line per job event (created, started, finished), per failed image and per callback
+# attempt: the message reads well as text, the `extra` fields are what LOG_FORMAT=json shows.
+events = logging.getLogger("retailpulse.events")
 
 
 @dataclass(frozen=True)
@@ -32,11 +40,82 @@ class VisitInput:
     visit_time: datetime
 
 
-def create_job(visits: list[VisitInput]) -> Job:
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    replayed: bool  # an earlier submit with the same idempotency key created the job
+
+
+class IdempotencyKeyReused(Exception):
+    """The idempotency key was already used for a submit with a different body."""
+
+
+def submit_job(
+    visits: list[VisitInput],
+    *,
+    callback_url: str = "",
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> Submission:
+    """Create a job, or with an idempotency key already used for the same body, return its job.
+
+    `fingerprint` identifies the body (see SubmitJobSerializer.fingerprint); the same key with
+    another body raises IdempotencyKeyReused. Two submits racing with one key create one job: the
+    unique key makes the second insert fail, and it returns the first one's job.
+    """
+    if idempotency_key is not None:
+        earlier = selectors.job_by_idempotency_key(idempotency_key)
+        if earlier is not None:
+            return _replay(earlier, fingerprint)
+    try:
+        job = create_job(
+            visits, callback_url=callback_url, idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint
+        )
+    except IntegrityError:
+        earlier = selectors.job_by_idempotency_key(idempotency_key) if idempotency_key is not None else None
+        if earlier is None:
+            raise
+        return _replay(earlier, fingerprint)
+    return Submission(job, replayed=False)
+
+
+def _replay(job: Job, fingerprint: str) -> Submission:
+    if job.idempotency_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(f"this Idempotency-Key was already used for a different body (job {job.pk})")
+    return Submission(job, replayed=True)
+
+
+def create_job(
+    visits: list[VisitInput],
+    *,
+    callback_url: str = "",
+    idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
+) -> Job:
     """Store a job with all its visits and (pending) image rows, and queue its first chunks."""
-    known = existing_store_ids({v.store_id for v in visits})
+    store_ids = {v.store_id for v in visits}
+    known = existing_store_ids(store_ids)
     with transaction.atomic():
-        job = Job.objects.create(images_total=sum(len(v.image_urls) for v in visits))
+        job = Job.objects.create(
+            images_total=sum(len(v.image_urls) for v in visits),
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
+        )
+        events.info(
+            "job %s created: %s visits, %s images, %s unknown stores",
+            job.pk,
+            len(visits),
+            job.images_total,
+            len(store_ids - known),
+            extra={
+                "event": "job.created",
+                "job_id": job.pk,
+                "visits": len(visits),
+                "images": job.images_total,
+                "unknown_stores": len(store_ids - known),
+            },
+        )
         visit_rows = Visit.objects.bulk_create(
             [
                 Visit(
@@ -88,14 +167,18 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
     return sum(1 for row in rows if row[3] == failed)
 
 
-def _enqueue_chunk(chunk: Chunk) -> None:
+def _enqueue(func: str, *args, task_name: str) -> None:
     def enqueue() -> None:
-        async_task("jobs.tasks.process_chunk", chunk.pk, task_name=f"job-{chunk.job_id}-chunk-{chunk.number}")
+        async_task(func, *args, task_name=task_name)
 
     if Conf.ORM:
         enqueue()  # the queue is a table in this database: queued in the same transaction
     else:
         transaction.on_commit(enqueue)
+
+
+def _enqueue_chunk(chunk: Chunk) -> None:
+    _enqueue("jobs.tasks.process_chunk", chunk.pk, task_name=f"job-{chunk.job_id}-chunk-{chunk.number}")
 
 
 def queue_next_chunks(job_id: int) -> None:
@@ -121,7 +204,8 @@ def start_chunk(chunk_id: int) -> Chunk | None:
         if not Chunk.objects.filter(pk=chunk_id).exclude(state=Chunk.State.DONE).update(deliveries=F("deliveries") + 1):
             return None
         chunk = Chunk.objects.get(pk=chunk_id)
-        Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=timezone.now())
+        if Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=timezone.now()):
+            events.info("job %s started", chunk.job_id, extra={"event": "job.started", "job_id": chunk.job_id})
     return chunk
 
 
@@ -140,7 +224,8 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
     0.12-0.3 s per 100 rows under the write lock, this 2-8 ms.
     """
     table = connection.ops.quote_name(ImageResult._meta.db_table)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    recorded_at = timezone.now()
+    now = connection.ops.adapt_datetimefield_value(recorded_at)
     done_rows, failed_rows = [], []
     for o in outcomes:
         if o.error:
@@ -157,6 +242,8 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             f"UPDATE {table} SET status = 'failed', error = %s, processed_at = %s WHERE id = %s AND status = 'pending'",
             failed_rows,
         )
+        if failed:
+            _log_failed_images(job_id, [row[2] for row in failed_rows], recorded_at)
         if done or failed:
             Job.objects.filter(pk=job_id).update(
                 images_done=F("images_done") + done, images_failed=F("images_failed") + failed
@@ -164,12 +251,42 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             _finish_job_if_complete(job_id)
 
 
-def finish_chunk(chunk: Chunk) -> None:
+def _log_failed_images(job_id: int, image_ids: list[int], failed_at: datetime) -> None:
+    """One line per image this batch failed: those it changed carry its timestamp (a repeat or a
+    late outcome for a cancelled image changes nothing, and is not logged)."""
+    failed = (
+        ImageResult.objects.filter(id__in=image_ids, status=ImageResult.Status.FAILED, processed_at=failed_at)
+        .order_by("id")
+        .values_list("id", "visit__store_code", "url", "error")
+    )
+    for image_id, store_id, url, error in failed:
+        events.warning(
+            "job %s image %s of store %s failed: %s: %s",
+            job_id,
+            image_id,
+            store_id,
+            url,
+            error,
+            extra={
+                "event": "image.failed",
+                "job_id": job_id,
+                "image_id": image_id,
+                "store_id": store_id,
+                "url": url,
+                "error": error,
+            },
+        )
+
+
+def finish_chunk(chunk: Chunk, fetch_seconds: float | None = None) -> None:
     """Close a chunk whose images are all done or failed, and queue the job's next chunk.
 
     If some images are still pending (the chunk hit its deadline), the chunk goes back to the queue.
+    `fetch_seconds`, the time this delivery spent fetching, is added to the chunk's.
     """
     with transaction.atomic():
+        if fetch_seconds is not None:
+            Chunk.objects.filter(pk=chunk.pk).update(fetch_seconds=Coalesce(F("fetch_seconds"), 0.0) + fetch_seconds)
         if selectors.chunk_pending_images(chunk).exists():
             _enqueue_chunk(chunk)
             return
@@ -187,15 +304,114 @@ def fail_pending_images(chunk: Chunk, reason: str) -> None:
 
 
 def _finish_job_if_complete(job_id: int) -> None:
-    """Mark the job completed or failed once every image is done or failed: exactly once."""
+    """Mark the job completed or failed once every image is done or failed: exactly once.
+
+    The one place a job ends (at submit, after its last outcome, on cancel, or again after a retry),
+    so its completion callback is queued here, in the same transaction.
+    """
     finished = Job.objects.filter(
         pk=job_id, status=Job.Status.ONGOING, images_total=F("images_done") + F("images_failed")
     ).update(
         status=Case(When(images_failed__gt=0, then=Value(Job.Status.FAILED)), default=Value(Job.Status.COMPLETED)),
         finished_at=timezone.now(),
     )
-    if finished:
-        Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+    if not finished:
+        return
+    Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+    job = Job.objects.get(pk=job_id)
+    events.info(
+        "job %s finished: %s (%s done, %s failed of %s images)",
+        job.pk,
+        job.status,
+        job.images_done,
+        job.images_failed,
+        job.images_total,
+        extra={
+            "event": "job.finished",
+            "job_id": job.pk,
+            "status": job.status,
+            "images_done": job.images_done,
+            "images_failed": job.images_failed,
+            "images": job.images_total,
+            "failed_stores": len(job.errors),
+        },
+    )
+    if job.callback_url:
+        _queue_callback(job)
+
+
+def _callback_task_name(delivery_id: str, attempt: int) -> str:
+    return f"callback-{delivery_id}-{attempt}"
+
+
+def _queue_callback(job: Job) -> None:
+    """Queue the POST of the job's final status to its callback URL (first attempt right away)."""
+    delivery_id = uuid.uuid4().hex
+    Job.objects.filter(pk=job.pk).update(
+        callback_status=CallbackStatus.PENDING, callback_attempts=0, callback_error="", callback_delivery=delivery_id
+    )
+    _enqueue(
+        "jobs.tasks.deliver_callback",
+        job.pk,
+        job.callback_url,
+        selectors.status_body(job),
+        delivery_id,
+        1,
+        task_name=_callback_task_name(delivery_id, 1),
+    )
+
+
+def record_callback_attempt(job_id: int, url: str, body: dict, delivery_id: str, attempt: int, error: str) -> str:
+    """Record how a callback attempt went and schedule the next one, with backoff; return the state.
+
+    An attempt of a delivery that a later end of the job replaced (a retried job ended again) is not
+    recorded, nor retried: the newer body is the one that counts.
+    """
+    config = settings.RETAILPULSE_CALLBACKS
+    current = Job.objects.filter(pk=job_id, callback_delivery=delivery_id)
+    log_fields = {"job_id": job_id, "url": url, "attempt": attempt, "delivery": delivery_id}
+    if not error:
+        if not current.update(callback_status=CallbackStatus.DELIVERED, callback_attempts=attempt, callback_error=""):
+            return "superseded"
+        events.info(
+            "job %s callback delivered to %s (attempt %s)",
+            job_id,
+            url,
+            attempt,
+            extra={"event": "callback.delivered", **log_fields},
+        )
+        return "delivered"
+    last = attempt >= config["ATTEMPTS"]
+    with transaction.atomic():
+        status = CallbackStatus.FAILED if last else CallbackStatus.PENDING
+        if not current.update(callback_status=status, callback_attempts=attempt, callback_error=error):
+            return "superseded"
+        if not last:
+            delay = config["BACKOFF"] * 2 ** (attempt - 1)
+            name = _callback_task_name(delivery_id, attempt + 1)
+            if not Schedule.objects.filter(name=name).exists():  # a redelivered task schedules it once
+                schedule(
+                    "jobs.tasks.deliver_callback",
+                    job_id,
+                    url,
+                    body,
+                    delivery_id,
+                    attempt + 1,
+                    name=name,
+                    schedule_type=Schedule.ONCE,
+                    next_run=timezone.now() + timedelta(seconds=delay),
+                )
+    events.warning(
+        "job %s callback to %s failed (attempt %s of %s): %s%s",
+        job_id,
+        url,
+        attempt,
+        config["ATTEMPTS"],
+        error,
+        "; giving up" if last else "",
+        extra={"event": "callback.failed", "error": error, "gave_up": last, **log_fields},
+    )
+    return str(status)
 
 
 def _add_chunks(job_id: int, image_ids: list[int]) -> None:

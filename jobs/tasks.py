@@ -4,7 +4,7 @@ import time
 
 from django.conf import settings
 
-from jobs import imaging, processing, selectors, services
+from jobs import callbacks, imaging, processing, selectors, services
 
 
 def process_chunk(chunk_id: int) -> str:
@@ -19,6 +19,7 @@ def process_chunk(chunk_id: int) -> str:
         )
         return "gave up"
     images = list(selectors.chunk_pending_images(chunk))
+    started = time.monotonic()
     batches = processing.measure_images(
         images,
         limits=imaging.FetchLimits.from_settings(config),
@@ -26,7 +27,18 @@ def process_chunk(chunk_id: int) -> str:
         gpu_delay=config["GPU_DELAY"],
         deadline=time.monotonic() + config["CHUNK_DEADLINE"],
     )
-    for outcomes in batches:
+    for outcomes in batches:  # written while the next images are fetched
         services.record_outcomes(chunk.job_id, outcomes)
-    services.finish_chunk(chunk)
+    services.finish_chunk(chunk, fetch_seconds=time.monotonic() - started)
     return f"{len(images)} images"
+
+
+def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attempt: int) -> str:
+    """POST a finished job's status to its callback URL; a failed attempt schedules the next one.
+
+    A delivery that a later end of the job replaced (a retried job that ended again) is dropped.
+    """
+    if not selectors.is_current_callback(job_id, delivery_id):
+        return "superseded"
+    error = callbacks.post(url, body, delivery_id=delivery_id, attempt=attempt)
+    return services.record_callback_attempt(job_id, url, body, delivery_id, attempt, error)

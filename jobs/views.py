@@ -1,15 +1,28 @@
 import re
+from itertools import groupby
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from rest_framework import generics, pagination, status
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from rest_framework import generics, pagination, renderers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import selectors, services
+from jobs import exports, monitoring, openapi, selectors, services
 from jobs.models import ImageResult
-from jobs.serializers import ImageResultSerializer, JobDetailSerializer, SubmitJobSerializer, status_body
+from jobs.serializers import (
+    ImageResultSerializer,
+    JobDetailSerializer,
+    SubmitJobSerializer,
+    VisitsQuerySerializer,
+    encode_cursor,
+    idempotency_key,
+)
 
 MAX_ID = 2**63 - 1  # larger ids cannot exist (BIGINT), and would overflow the query
 
@@ -29,10 +42,30 @@ class BodyTooLarge(APIException):
         super().__init__(f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes")
 
 
+class IdempotencyConflict(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
 class SubmitJobView(APIView):
     """POST /api/submit/: create a job; 201 {"job_id": N}."""
 
+    @extend_schema(
+        operation_id="submit",
+        summary="Submit a job",
+        description="Unknown fields are ignored. A `store_id` not in the store master does not fail the submit: "
+        "the job runs its other visits and ends `failed` listing that store.",
+        request={"application/json": SubmitJobSerializer},
+        parameters=[openapi.IDEMPOTENCY_KEY],
+        examples=[openapi.SUBMIT_EXAMPLE],
+        responses={
+            201: OpenApiResponse(openapi.JOB_CREATED, description="Job created (or replayed by Idempotency-Key)."),
+            400: openapi.error("A field missing or wrong, malformed JSON, a body that is not an object."),
+            413: openapi.error("The body is larger than RETAILPULSE_MAX_BODY_BYTES."),
+            422: openapi.error("The Idempotency-Key was already used for a different body."),
+        },
+    )
     def post(self, request):
+        key = idempotency_key(request.headers.get("Idempotency-Key"))
         try:
             data = request.data
         except RequestDataTooBig:
@@ -41,24 +74,53 @@ class SubmitJobView(APIView):
             raise ValidationError("the body must be a JSON object, got null")
         serializer = SubmitJobSerializer(data=data)
         serializer.is_valid(raise_exception=True)
-        job = services.create_job(serializer.visit_inputs())
-        return Response({"job_id": job.pk}, status=status.HTTP_201_CREATED)
+        try:
+            submission = services.submit_job(
+                serializer.visit_inputs(),
+                callback_url=serializer.validated_data.get("callback_url", ""),
+                idempotency_key=key,
+                fingerprint=serializer.fingerprint() if key is not None else "",
+            )
+        except services.IdempotencyKeyReused as exc:
+            raise IdempotencyConflict(str(exc)) from None
+        response = Response({"job_id": submission.job.pk}, status=status.HTTP_201_CREATED)
+        if submission.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class JobStatusView(APIView):
     """GET /api/status?jobid=N: one query, whatever the job's size."""
 
+    @extend_schema(
+        operation_id="status",
+        summary="A job's status",
+        parameters=[openapi.JOBID],
+        responses={
+            200: OpenApiResponse(openapi.STATUS_BODY, description="`error` is there only when the job failed."),
+            400: OpenApiResponse(
+                {"oneOf": [openapi.EMPTY, openapi.ERROR]},
+                description='`{}` for a job that does not exist; `{"error": ...}` when jobid is missing or '
+                "not an integer.",
+            ),
+        },
+    )
     def get(self, request):
         job_id = parse_job_id(request.query_params.get("jobid"), "jobid")
         job = selectors.get_job(job_id) if 0 < job_id <= MAX_ID else None
         if job is None:
             return Response({}, status=status.HTTP_400_BAD_REQUEST)  # the contract's answer, to the letter
-        return Response(status_body(job))
+        return Response(selectors.status_body(job))
 
 
 class JobDetailView(APIView):
     """GET /api/jobs/<id>/: status, counters, times and per-store errors."""
 
+    @extend_schema(
+        operation_id="job_detail",
+        summary="A job's counters, times and errors",
+        responses={200: JobDetailSerializer, 404: openapi.error("No such job.")},
+    )
     def get(self, request, job_id: int):
         job = selectors.get_job(job_id) if job_id <= MAX_ID else None
         if job is None:
@@ -74,18 +136,137 @@ class ImagePagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "properties": {"next": link, "previous": link, "results": schema},
+            "required": ["next", "previous", "results"],
+            "additionalProperties": False,
+        }
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Selects the CSV export (`?format=csv` or `Accept: text/csv`); the view streams the body itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        raise NotImplementedError("the CSV export is streamed by the view")
+
 
 class JobImagesView(generics.ListAPIView):
-    """GET /api/jobs/<id>/images/?store_id=&status=: per-image results, paginated."""
+    """GET /api/jobs/<id>/images/?store_id=&status=: per-image results, paginated, or all as CSV."""
 
     serializer_class = ImageResultSerializer
     pagination_class = ImagePagination
+    renderer_classes = [renderers.JSONRenderer, CSVRenderer]
 
-    def get_queryset(self):
+    @extend_schema(
+        operation_id="job_images",
+        summary="A job's image results (JSON pages, or every one as CSV)",
+        parameters=openapi.IMAGE_FILTERS,
+        responses={
+            (200, "application/json"): ImageResultSerializer(many=True),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="CSV: a header line, then one line per image (RFC 4180, UTF-8)."
+            ),
+            (400, "application/json"): openapi.error("An unknown status filter or cursor."),
+            (404, "application/json"): openapi.error("No such job."),
+        },
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def filters(self) -> dict:
         job_id = self.kwargs["job_id"]
         if job_id > MAX_ID or selectors.get_job(job_id) is None:
             raise NotFound(f"job {job_id} not found")
         wanted_status = self.request.query_params.get("status")
         if wanted_status and wanted_status not in ImageResult.Status.values:
             raise ValidationError({"status": f"expected one of {', '.join(ImageResult.Status.values)}"})
-        return selectors.job_images(job_id, store_id=self.request.query_params.get("store_id"), status=wanted_status)
+        return {"store_id": self.request.query_params.get("store_id"), "status": wanted_status}
+
+    def get_queryset(self):
+        return selectors.job_images(self.kwargs["job_id"], **self.filters())
+
+    def list(self, request, *args, **kwargs):
+        if request.accepted_renderer.format != CSVRenderer.format:
+            return super().list(request, *args, **kwargs)
+        rows = exports.image_rows(self.kwargs["job_id"], **self.filters())
+        response = StreamingHttpResponse(exports.csv_text(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="job-{self.kwargs["job_id"]}-images.csv"'
+        return response
+
+
+class VisitsView(APIView):
+    """GET /api/visits?area=&storeid=&startdate=&enddate=: measured perimeters by store and visit time."""
+
+    @extend_schema(
+        operation_id="visits",
+        summary="Measured images by store and visit time",
+        description="Images with status `done`, of visits to stores of the store master, grouped by store, in "
+        "(store id, visit time) order. Give at least one filter. Pages hold `page_size` data points; follow "
+        "`next` (a store whose data goes on appears again at the top of the next page).",
+        parameters=[VisitsQuerySerializer],
+        responses={
+            200: OpenApiResponse(openapi.VISITS_BODY),
+            400: openapi.error("No filter, an unknown area or store, a date that does not parse, a bad cursor."),
+        },
+    )
+    def get(self, request):
+        query = VisitsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        page_size = params["page_size"]
+        rows = selectors.visit_results(
+            area=params.get("area"),
+            store_id=params.get("storeid"),
+            start=params.get("startdate"),
+            end=params.get("enddate"),
+            after=params.get("cursor"),
+            limit=page_size + 1,
+        )
+        next_url = None
+        if len(rows) > page_size:
+            rows = rows[:page_size]
+            store_id, _area, _name, visit_time, _perimeter, visit_id, image_id = rows[-1]
+            cursor = encode_cursor(selectors.VisitCursor(store_id, visit_time, visit_id, image_id))
+            query_params = request.query_params.copy()
+            query_params["cursor"] = cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{query_params.urlencode()}")
+        results = [
+            {
+                "store_id": store_id,
+                "area": area,
+                "store_name": name,
+                "data": [{"date": exports.api_datetime(row[3]), "perimeter": row[4]} for row in store_rows],
+            }
+            for (store_id, area, name), store_rows in groupby(rows, key=lambda row: row[:3])
+        ]
+        return Response({"results": results, "next": next_url})
+
+
+# --- Operations: not part of the API (no JSON error envelope, not in the schema) --------------------
+
+
+@require_GET
+def healthz(request):
+    """Liveness: the process answers. Touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request):
+    """Readiness: the database and the queue answer, and a qcluster has a recent heartbeat."""
+    checks = monitoring.readiness()
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text format, computed from the database at scrape time."""
+    return HttpResponse(generate_latest(monitoring.registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,8 @@
 """Settings for Retail Pulse. Everything that differs between machines comes from the environment;
 the README's configuration table lists every variable read here."""
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -55,6 +57,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_q",
     "stores",
     "jobs",
@@ -146,6 +150,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Probes and scrapers (load balancer, Kubernetes, Prometheus) often speak plain HTTP inside.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 # --- API ------------------------------------------------------------------------------------------
 # A 100,000-image job is about 6 MB of JSON; larger bodies get a 413.
@@ -159,6 +165,26 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Retail Pulse API",
+    "DESCRIPTION": "Submit store visits, follow their jobs, read the measured images.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobs.openapi.contract_paths",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatus": "jobs.models.Job.Status",
+        "ImageStatus": "jobs.models.ImageResult.Status",
+        "CallbackStatus": "jobs.models.CallbackStatus",
+    },
 }
 
 # --- Image processing -----------------------------------------------------------------------------
@@ -184,6 +210,30 @@ RETAILPULSE = {
     "MAX_DELIVERIES": env_int("RETAILPULSE_MAX_DELIVERIES", 5),
 }
 
+# --- Completion callbacks -------------------------------------------------------------------------
+# The key of the X-RetailPulse-Signature HMAC. By default derived from SECRET_KEY (so it changes
+# with it); set it to share a key with the receivers that is not the secret key itself.
+RETAILPULSE_CALLBACK_SECRET = (
+    os.environ.get("RETAILPULSE_CALLBACK_SECRET")
+    or hmac.new(SECRET_KEY.encode(), b"retailpulse completion callbacks", hashlib.sha256).hexdigest()
+)
+RETAILPULSE_CALLBACKS = {
+    "ATTEMPTS": env_int("RETAILPULSE_CALLBACK_ATTEMPTS", 5),  # the first POST and its retries
+    "TIMEOUT": env_float("RETAILPULSE_CALLBACK_TIMEOUT", 10.0),  # seconds for one POST
+    # Seconds before the first retry, doubled for each next one (due retries start on the
+    # scheduler's 30 s tick).
+    "BACKOFF": env_float("RETAILPULSE_CALLBACK_BACKOFF", 30.0),
+}
+
+# --- Caches ---------------------------------------------------------------------------------------
+# qcluster writes its heartbeat (django-q2's cluster Stat) to the "cluster" cache every half second;
+# it must be shared by every process, so it is a table of the database (created by the jobs
+# migrations). /readyz, qinfo and qmonitor read it.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "cluster": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "retailpulse_cluster_cache"},
+}
+
 # --- django-q2 ------------------------------------------------------------------------------------
 _task_timeout = int(RETAILPULSE["CHUNK_DEADLINE"]) + 10
 Q_CLUSTER = {
@@ -202,12 +252,24 @@ Q_CLUSTER = {
     "save_limit": 100,
     "catch_up": False,
     "label": "Task queue",
+    "cache": "cluster",
 }
 
+# LOG_FORMAT=json: one JSON object per line, with the event's fields (event, job_id, store_id, ...).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: expected plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

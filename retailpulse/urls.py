@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs import api, views
 
@@ -7,9 +8,15 @@ urlpatterns = [
     # Clients call these with and without the trailing slash; APPEND_SLASH cannot redirect a POST.
     re_path(r"^api/submit/?$", views.SubmitJobView.as_view(), name="submit"),
     re_path(r"^api/status/?$", views.JobStatusView.as_view(), name="status"),
+    re_path(r"^api/visits/?$", views.VisitsView.as_view(), name="visits"),
     path("api/jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
     path("api/jobs/<int:job_id>/images/", views.JobImagesView.as_view(), name="job-images"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^api/", api.not_found),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

@@ -13,3 +13,11 @@ def existing_store_ids(store_ids: set[str]) -> set[str]:
         batch = ordered[i : i + LOOKUP_BATCH]
         found.update(Store.objects.filter(store_id__in=batch).values_list("store_id", flat=True))
     return found
+
+
+def store_exists(store_id: str) -> bool:
+    return Store.objects.filter(store_id=store_id).exists()
+
+
+def area_exists(area_code: str) -> bool:
+    return Store.objects.filter(area_code=area_code).exists()

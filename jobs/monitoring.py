@@ -1,0 +1,145 @@
+"""Readiness checks and Prometheus metrics.
+
+Workers (qcluster) and web servers are separate processes, often on separate machines, so every
+metric is read from the database when /metrics is scraped: jobs and images from the jobs' counters
+(no scan of the image table), the queue from django-q2's table, chunk fetch times from the chunks.
+Any web process answers the same. The qcluster heartbeat is django-q2's cluster Stat, which
+qcluster writes every half second to the shared "cluster" cache (a database table).
+"""
+
+from django.db import DatabaseError, connection
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.status import Stat
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from jobs.models import CallbackStatus, Chunk, Job
+
+HEARTBEAT_MAX_AGE = 10.0  # seconds: an older cluster heartbeat does not count
+# Seconds for one chunk of up to CHUNK_SIZE images, fetched IN_FLIGHT at a time.
+FETCH_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def live_clusters() -> list[Stat]:
+    """Clusters whose heartbeat is recent and that are not stopping."""
+    now = timezone.now()
+    return [
+        stat
+        for stat in Stat.get_all(get_broker())
+        if (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
+        and stat.status not in (Conf.STOPPING, Conf.STOPPED)
+    ]
+
+
+def readiness() -> dict[str, str]:
+    """Each check's name and "ok", or what is wrong."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError as exc:
+        checks["database"] = f"unreachable: {_first_line(exc)}"
+    try:
+        get_broker().queue_size()
+        checks["queue"] = "ok"
+    except DatabaseError as exc:
+        checks["queue"] = f"unreachable: {_first_line(exc)}"
+    try:
+        clusters = live_clusters()
+        checks["cluster"] = "ok" if clusters else f"no qcluster heartbeat in the last {HEARTBEAT_MAX_AGE:g} s"
+    except DatabaseError as exc:
+        checks["cluster"] = f"cannot read the heartbeat: {_first_line(exc)}"
+    return checks
+
+
+class RetailPulseCollector(Collector):
+    """Every metric, computed from the database at scrape time."""
+
+    def collect(self):
+        by_status = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
+        jobs = GaugeMetricFamily("retailpulse_jobs", "Jobs by status.", labels=["status"])
+        for status in Job.Status.values:
+            jobs.add_metric([status], by_status.get(status, 0))
+        yield jobs
+
+        totals = Job.objects.aggregate(total=Sum("images_total"), done=Sum("images_done"), failed=Sum("images_failed"))
+        total, done, failed = (totals[k] or 0 for k in ("total", "done", "failed"))
+        images = GaugeMetricFamily(
+            "retailpulse_images",
+            "Images of all jobs by outcome: done (measured), failed, pending (not yet processed).",
+            labels=["status"],
+        )
+        images.add_metric(["done"], done)
+        images.add_metric(["failed"], failed)
+        images.add_metric(["pending"], total - done - failed)
+        yield images
+
+        broker = get_broker()
+        queue = GaugeMetricFamily(
+            "retailpulse_queue_tasks",
+            "Tasks in the django-q2 queue: ready (waiting for a worker) and taken (delivered, not yet done).",
+            labels=["state"],
+        )
+        queue.add_metric(["ready"], broker.queue_size())
+        queue.add_metric(["taken"], broker.lock_size())
+        yield queue
+
+        chunk_states = dict(
+            Chunk.objects.exclude(state=Chunk.State.DONE).order_by().values_list("state").annotate(n=Count("id"))
+        )
+        chunks = GaugeMetricFamily(
+            "retailpulse_chunks_unfinished",
+            "Chunks not yet done: waiting (held back so jobs take turns) and queued.",
+            labels=["state"],
+        )
+        for state in (Chunk.State.WAITING, Chunk.State.QUEUED):
+            chunks.add_metric([state.value], chunk_states.get(state.value, 0))
+        yield chunks
+
+        timed = Chunk.objects.filter(fetch_seconds__isnull=False)
+        buckets = timed.aggregate(
+            count=Count("id"),
+            sum=Sum("fetch_seconds"),
+            **{f"le{i}": Count("id", filter=Q(fetch_seconds__lte=le)) for i, le in enumerate(FETCH_BUCKETS)},
+        )
+        yield HistogramMetricFamily(
+            "retailpulse_chunk_fetch_seconds",
+            "Seconds the task of one chunk (up to CHUNK_SIZE images, IN_FLIGHT at a time) took to fetch and "
+            "measure its images, summed over its deliveries.",
+            buckets=[(f"{le:g}", buckets[f"le{i}"]) for i, le in enumerate(FETCH_BUCKETS)]
+            + [("+Inf", buckets["count"])],
+            sum_value=buckets["sum"] or 0.0,
+        )
+
+        callback_states = dict(
+            Job.objects.exclude(callback_status="").order_by().values_list("callback_status").annotate(n=Count("id"))
+        )
+        callbacks = GaugeMetricFamily(
+            "retailpulse_callbacks", "Jobs' latest completion callbacks by status.", labels=["status"]
+        )
+        for status in (CallbackStatus.PENDING, CallbackStatus.DELIVERED, CallbackStatus.FAILED):
+            callbacks.add_metric([status.value], callback_states.get(status.value, 0))
+        yield callbacks
+
+        clusters = live_clusters()
+        yield GaugeMetricFamily(
+            "retailpulse_qclusters", "qcluster processes with a recent heartbeat.", value=len(clusters)
+        )
+        yield GaugeMetricFamily(
+            "retailpulse_qcluster_workers",
+            "Worker processes of the qclusters with a recent heartbeat.",
+            value=sum(len(stat.workers) for stat in clusters),
+        )
+
+
+registry = CollectorRegistry()
+registry.register(RetailPulseCollector())
