@@ -126,3 +126,52 @@ def test_giving_up_on_a_chunk_fails_its_pending_images_with_the_reason():
             "error": "https://img.example.com/1.jpg: gave up; https://img.example.com/2.jpg: gave up",
         }
     ]
+
+
+# --- Structured event logs ---------------------------------------------------------------------
+
+
+def events(caplog, name: str) -> list:
+    return [r for r in caplog.records if r.name == "retailpulse.events" and getattr(r, "event", None) == name]
+
+
+def test_a_job_logs_created_started_and_finished_once_each(caplog):
+    caplog.set_level("INFO", logger="retailpulse.events")
+    job = services.create_job(
+        [services.VisitInput("S1", ["https://img.example.com/a.jpg"], WHEN), services.VisitInput("NOPE", ["x"], WHEN)]
+    )
+    chunk = Chunk.objects.get(job=job)
+    services.start_chunk(chunk.pk)
+    services.start_chunk(chunk.pk)  # a redelivery
+    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 2, 3)])
+
+    [created] = events(caplog, "job.created")
+    assert (created.job_id, created.visits, created.images, created.unknown_stores) == (job.pk, 2, 2, 1)
+    assert created.getMessage() == f"job {job.pk} created: 2 visits, 2 images, 1 unknown stores"
+    [started] = events(caplog, "job.started")
+    assert started.job_id == job.pk
+    [finished] = events(caplog, "job.finished")
+    assert (finished.job_id, finished.status, finished.images_done, finished.images_failed) == (job.pk, "failed", 1, 1)
+    assert finished.failed_stores == 1
+
+
+def test_each_failed_image_is_logged_once_with_its_store_url_and_cause(caplog):
+    caplog.set_level("INFO", logger="retailpulse.events")
+    job = make_job(4)
+    ids = image_ids(job)
+    outcomes = [Outcome(ids[0], error="HTTP 404"), Outcome(ids[1], 5, 5), Outcome(ids[2], error="timed out after 30 s")]
+
+    services.record_outcomes(job.pk, outcomes)
+    services.record_outcomes(job.pk, outcomes)  # a redelivered chunk changes nothing, logs nothing
+    services.cancel_job(job.pk)
+    services.record_outcomes(job.pk, [Outcome(ids[3], error="HTTP 500")])  # too late: it was cancelled
+
+    failed = events(caplog, "image.failed")
+    assert [(r.job_id, r.image_id, r.store_id, r.url, r.error) for r in failed] == [
+        (job.pk, ids[0], "S1", "https://img.example.com/0.jpg", "HTTP 404"),
+        (job.pk, ids[2], "S1", "https://img.example.com/2.jpg", "timed out after 30 s"),
+    ]
+    assert failed[0].levelname == "WARNING"
+    assert failed[0].getMessage() == (
+        f"job {job.pk} image {ids[0]} of store S1 failed: https://img.example.com/0.jpg: HTTP 404"
+    )

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,61 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = run_manage("check", DJANGO_DEBUG="0")
     assert result.returncode != 0
     assert "Set DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_sqlite_test_database_is_named_after_the_main_one(tmp_path):
+    result = run_manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['TEST']['NAME'])",
+        DJANGO_DEBUG="1",
+        DATABASE_URL=f"sqlite:///{tmp_path}/pulse.sqlite3",
+    )
+    assert result.stdout.strip() == str(tmp_path / "test_pulse.sqlite3"), result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_log_format_json_writes_one_json_object_per_event(tmp_path):
+    from django.db import connection
+
+    from conftest import database_url
+
+    payload = tmp_path / "payload.json"
+    payload.write_text(
+        '{"count": 1, "visits": [{"store_id": "NOPE", "image_url": ["https://x.example.com/1.jpg"],'
+        ' "visit_time": "2024-01-21T16:23:40Z"}]}'
+    )
+    result = run_manage(
+        "submit_job",
+        str(payload),
+        DJANGO_DEBUG="1",
+        LOG_FORMAT="json",
+        DATABASE_URL=database_url(connection.settings_dict),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    events = {line["event"]: line for line in lines if line.get("logger") == "retailpulse.events"}
+    created, finished = events["job.created"], events["job.finished"]
+    assert created["level"] == "INFO"
+    assert created["time"]
+    assert (created["job_id"], created["visits"], created["images"], created["unknown_stores"]) == (
+        finished["job_id"],
+        1,
+        1,
+        1,
+    )
+    assert created["message"] == f"job {created['job_id']} created: 1 visits, 1 images, 1 unknown stores"
+    assert (finished["status"], finished["images_failed"]) == ("failed", 1)
+
+
+def test_an_unknown_log_format_is_refused():
+    result = run_manage("check", DJANGO_DEBUG="1", LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "LOG_FORMAT='xml': expected plain or json" in result.stderr
+
+
+def test_every_model_change_has_its_migration():
+    result = run_manage("makemigrations", "--check", "--dry-run", DJANGO_DEBUG="1")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,156 @@
+"""`manage.py submit_job`: the API's validation and service from the command line, with progress."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from conftest import BASE_DIR, database_url
+from jobs.models import Job
+from jobs.tests.helpers import visit
+from stores.models import Store
+
+URL = "https://images.example.com/1.jpg"
+
+
+@pytest.fixture
+def stores(transactional_db):
+    Store.objects.bulk_create([Store(store_id=f"S{n}", name=f"Store {n}", area_code="7000") for n in (1, 2)])
+
+
+def write(tmp_path, payload, name="payload.json"):
+    path = tmp_path / name
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload), encoding="utf-8")
+    return path
+
+
+def run(*args, stdin: str | None = None) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    if stdin is not None:
+        sys.stdin, saved = io.StringIO(stdin), sys.stdin
+    try:
+        call_command("submit_job", *map(str, args), stdout=out, stderr=err)
+    finally:
+        if stdin is not None:
+            sys.stdin = saved
+    return out.getvalue(), err.getvalue()
+
+
+def manage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real command line, on the test database."""
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_submits_a_job_from_a_file(tmp_path, stores):
+    path = write(tmp_path, {"count": 2, "visits": [visit("S1", URL, URL + "?2"), visit("S2", URL)], "note": "x"})
+
+    out, _ = run(path)
+
+    job = Job.objects.get()
+    assert out == f"job {job.pk} submitted: 3 images\n"
+    assert (job.status, job.images_total) == ("ongoing", 3)
+    assert list(job.visits.values_list("store_code", flat=True)) == ["S1", "S2"]
+
+
+def test_reads_standard_input_and_keeps_the_callback_url(stores):
+    payload = {"count": 1, "visits": [visit("S1", URL)], "callback_url": "https://c.example.com/done"}
+    out, _ = run("-", stdin=json.dumps(payload))
+    assert out.startswith("job ")
+    assert Job.objects.get().callback_url == "https://c.example.com/done"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"count": 2, "visits": [visit("S1", URL)]},
+        {"count": 1, "visits": [{**visit("S1", URL), "image_url": []}]},
+        {"count": 1, "visits": [visit("S1", "ftp://x")], "callback_url": "nope"},
+        [1, 2],
+    ],
+)
+def test_refuses_what_the_api_refuses_with_the_same_message(client, tmp_path, stores, payload):
+    api_error = client.post("/api/submit/", payload, content_type="application/json").json()["error"]
+    path = write(tmp_path, payload)
+
+    with pytest.raises(CommandError) as refused:
+        run(path)
+
+    assert str(refused.value) == f"{path}: refused: {api_error}"
+    assert refused.value.returncode == 2
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "refused: JSON parse error - Expecting property name"), (None, "cannot read")],
+)
+def test_refuses_a_file_that_is_not_json_or_not_there(tmp_path, stores, content, message):
+    path = write(tmp_path, content) if content is not None else tmp_path / "absent.json"
+    with pytest.raises(CommandError, match=message) as refused:
+        run(path)
+    assert refused.value.returncode == 2
+
+
+def test_the_same_idempotency_key_submits_once(tmp_path, stores):
+    path = write(tmp_path, {"count": 1, "visits": [visit("S1", URL)]})
+    first, _ = run(path, "--idempotency-key", "nightly-2024-01-21")
+    again, _ = run(path, "--idempotency-key", "nightly-2024-01-21")
+
+    job = Job.objects.get()
+    assert first == f"job {job.pk} submitted: 1 images\n"
+    assert again == f"job {job.pk} submitted: 1 images (already submitted with this idempotency key)\n"
+
+
+def test_waiting_for_a_job_that_fails_prints_its_errors_and_exits_1(tmp_path, stores):
+    path = write(tmp_path, {"count": 2, "visits": [visit("NOPE", URL), visit("NADA", URL, URL + "?2")]})
+
+    result = manage("submit_job", str(path), "--wait")
+
+    job = Job.objects.get()
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        f"job {job.pk} submitted: 3 images",
+        f"job {job.pk} failed: 0 of 3 images measured, 3 failed",
+        "  NOPE: store not in store master",
+        "  NADA: store not in store master",
+    ]
+    assert f"CommandError: job {job.pk} failed" in result.stderr
+
+
+def test_waiting_shows_progress_until_the_job_completes_and_exits_0(tmp_path, stores, image_server, start_cluster):
+    start_cluster(RETAILPULSE_GPU_DELAY="0.05-0.1")
+    urls = [image_server.url(f"/img/{n}x10.png") for n in range(1, 41)]
+    path = write(tmp_path, {"count": 2, "visits": [visit("S1", *urls[:30]), visit("S2", *urls[30:])]})
+
+    result = manage("submit_job", str(path), "--wait", "--poll", "0.1")
+
+    job = Job.objects.get()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"job {job.pk} submitted: 40 images",
+        f"job {job.pk} completed: 40 of 40 images measured, 0 failed",
+    ]
+    bar = result.stderr.split("\r")[-1]  # tqdm redraws its line; the last one is the final state
+    assert f"job {job.pk}: 100%" in bar
+    assert "40/40" in bar
+    assert "img/s" in bar
+    assert "failed=0" in bar
+
+
+def test_waiting_stops_at_the_timeout_with_exit_3(tmp_path, stores):
+    path = write(tmp_path, {"count": 1, "visits": [visit("S1", URL)]})  # no worker runs: it stays ongoing
+
+    result = manage("submit_job", str(path), "--wait", "--poll", "0.1", "--timeout", "0.5")
+
+    assert result.returncode == 3
+    assert "still ongoing after 0.5 s; it goes on" in result.stderr
+    assert "0/1" in result.stderr
