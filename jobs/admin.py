@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs import services
-from jobs.models import ImageResult, Job, Visit
+from jobs.models import CallbackStatus, ImageResult, Job, Visit
 
 VISITS_SHOWN = 200  # on a job's page; the image list has them all
 
@@ -68,6 +68,8 @@ class JobAdmin(ReadOnlyAdmin):
         "duration",
         "image_links",
         "store_errors",
+        "callback",
+        "idempotency_key",
         "visit_table",
     ]
     readonly_fields = fields
@@ -110,6 +112,19 @@ class JobAdmin(ReadOnlyAdmin):
             "", "<tr><td>{}</td><td>{}</td></tr>", ((e["store_id"], e["error"]) for e in job.errors)
         )
         return format_html('<table class="rp-errors"><tr><th>store</th><th>error</th></tr>{}</table>', rows)
+
+    @admin.display(description="completion callback")
+    def callback(self, job: Job):
+        if not job.callback_url:
+            return "none"
+        attempts = f"{job.callback_attempts} attempt{'s' if job.callback_attempts != 1 else ''}"
+        state = {
+            CallbackStatus.PENDING: f"pending ({attempts} so far)",
+            CallbackStatus.DELIVERED: f"delivered ({attempts})",
+            CallbackStatus.FAILED: f"failed, gave up after {attempts}",
+        }.get(job.callback_status, "not sent yet (the job has not ended)")
+        error = f" — last error: {job.callback_error}" if job.callback_error else ""
+        return format_html("{}: {}{}", job.callback_url, state, error)
 
     @admin.display(description="visits")
     def visit_table(self, job: Job):

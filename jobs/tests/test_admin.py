@@ -205,3 +205,20 @@ def test_actions_need_the_change_permission(client):
     response = client.get(JOBS)
     assert response.status_code == 200
     assert "retry_failed_images" not in response.content.decode()
+
+
+def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, settings):
+    job = services.create_job(
+        [services.VisitInput("NOPE", ["https://img.example.com/x.jpg"], WHEN)],
+        callback_url="https://client.example.com/hook",
+        idempotency_key="nightly-42",
+    )
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "https://client.example.com/hook: pending (0 attempts so far)" in html
+    assert "nightly-42" in html
+
+    services.record_callback_attempt(
+        job.pk, job.callback_url, {}, Job.objects.get(pk=job.pk).callback_delivery, 1, "HTTP 500"
+    )
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "pending (1 attempt so far) — last error: HTTP 500" in html
