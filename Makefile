@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser bench-admin clean
+.PHONY: run test lint format migrate browser bench-admin bench-visits demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ format: $(VENV)/.installed
 bench-admin: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/admin-bench.sqlite3} $(PY) bench/admin_lists.py
+
+# GET /api/visits on 1,000,000 image results (seeded once into var/visits-bench.sqlite3, or DATABASE_URL).
+bench-visits: $(VENV)/.installed
+	mkdir -p var
+	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/visits-bench.sqlite3} $(PY) bench/visits_api.py
+
+# The service at work without internet: local images, web + worker, a job with a progress bar, its
+# result through the API, then everything stopped (see bin/demo).
+demo: $(VENV)/.installed
+	bin/demo
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate
