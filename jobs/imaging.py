@@ -13,6 +13,7 @@ aiohttp rather than requests: on this hardware it fetched 3-5x more images per s
 
 import asyncio
 import ipaddress
+import itertools
 import random
 import socket
 import warnings
@@ -34,6 +35,10 @@ MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is capped, the per-image 
 
 class ImageError(Exception):
     """Why one image could not be measured; the message is what the client sees."""
+
+
+class NotAnImage(ImageError):
+    """The bytes are not an image of an accepted format (or not yet a whole image header)."""
 
 
 class TransientError(ImageError):
@@ -135,25 +140,42 @@ def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise too_many from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise ImageError(f"not an image (accepted: {', '.join(ACCEPTED_FORMATS)})") from None
+            raise NotAnImage(f"not an image (accepted: {', '.join(ACCEPTED_FORMATS)})") from None
     if width * height > max_pixels:
         raise too_many
     return width, height
 
 
-async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_dimensions(response: aiohttp.ClientResponse, limits: FetchLimits) -> tuple[int, int]:
+    """Download the whole body, counting it against the size cap, and read the dimensions from
+    its first bytes. Only the bytes up to the image header are kept, so an image in flight costs
+    a few kilobytes of memory, not its size."""
     declared = response.content_length
-    if declared is not None and declared > max_bytes:
-        raise ImageError(f"too large: {declared:,} bytes (limit {max_bytes:,})")
-    body = bytearray()
+    if declared is not None and declared > limits.max_bytes:
+        raise ImageError(f"too large: {declared:,} bytes (limit {limits.max_bytes:,})")
+    head, size, received, next_try = bytearray(), None, 0, 0
     try:
         async for piece in response.content.iter_chunked(64 * 1024):
-            body += piece
-            if len(body) > max_bytes:
-                raise ImageError(f"too large: more than {max_bytes:,} bytes (limit {max_bytes:,})")
+            received += len(piece)
+            if received > limits.max_bytes:
+                raise ImageError(f"too large: more than {limits.max_bytes:,} bytes (limit {limits.max_bytes:,})")
+            if size is None:
+                head += piece
+                # Parse again only when the prefix has doubled: a long non-image costs O(n log n).
+                if len(head) >= next_try:
+                    size, next_try = _size_from_prefix(bytes(head), limits.max_pixels), 2 * len(head)
+                if size is not None:
+                    head = bytearray()
     except aiohttp.ClientPayloadError as exc:
-        raise ImageError(f"truncated download ({len(body):,} of {declared or '?'} bytes)") from exc
-    return bytes(body)
+        raise ImageError(f"truncated download ({received:,} of {declared or '?'} bytes)") from exc
+    return size if size is not None else image_size(bytes(head), limits.max_pixels)
+
+
+def _size_from_prefix(prefix: bytes, max_pixels: int) -> tuple[int, int] | None:
+    try:
+        return image_size(prefix, max_pixels)
+    except NotAnImage:
+        return None  # maybe the header is not complete yet
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
@@ -161,7 +183,7 @@ def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else None
 
 
-async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> bytes:
+async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
     for _hop in range(limits.max_redirects + 1):
         check_url(url, limits)
         try:
@@ -173,7 +195,7 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
                     raise TransientError(f"HTTP {response.status}", _retry_after(response))
                 if response.status >= 400:
                     raise ImageError(f"HTTP {response.status}")
-                return await _read_body(response, limits.max_bytes)
+                return await _read_dimensions(response, limits)
         except aiohttp.ConnectionTimeoutError:
             raise ImageError(f"connect timed out after {limits.connect_timeout:g} s") from None
         except aiohttp.ClientConnectorDNSError:
@@ -191,10 +213,9 @@ async def fetch_image_size(session: aiohttp.ClientSession, url: str, limits: Fet
     """Download one image (retrying transient failures) and return its (width, height)."""
     try:
         async with asyncio.timeout(limits.total_timeout):
-            for attempt in range(RETRIES + 1):
+            for attempt in itertools.count():
                 try:
-                    data = await _get_once(session, url, limits)
-                    break
+                    return await _get_once(session, url, limits)
                 except TransientError as exc:
                     if attempt == RETRIES:
                         raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
@@ -203,4 +224,3 @@ async def fetch_image_size(session: aiohttp.ClientSession, url: str, limits: Fet
                     await asyncio.sleep(backoff)
     except TimeoutError:
         raise ImageError(f"timed out after {limits.total_timeout:g} s") from None
-    return image_size(data, limits.max_pixels)

@@ -2,17 +2,24 @@
 
 The fetches run on an asyncio loop in a helper thread; the calling (worker) thread only writes to
 the database. That keeps the ORM out of async code, and lets the caller stop at its deadline even
-while fetches hang: django-q2's timeout cannot interrupt a thread that waits on sockets.
+while fetches hang: django-q2's timeout cannot interrupt a thread that waits on sockets. The loop
+and its aiohttp session live as long as the worker process, so connections to image hosts are
+reused from one chunk to the next.
 """
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
+import os
 import queue
 import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import aiohttp
 
 from jobs import imaging
 
@@ -34,10 +41,43 @@ class Outcome:
 _FINISHED = object()
 
 
+class _FetchLoop:
+    """An event loop in a daemon thread, with one aiohttp session."""
+
+    def __init__(self, limits: imaging.FetchLimits, connections: int):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="image-fetcher", daemon=True).start()
+        self.session = self.run(self._open_session(limits, connections)).result()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self.run(self.session.close()).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    @staticmethod
+    async def _open_session(limits: imaging.FetchLimits, connections: int):
+        return imaging.open_session(limits, connections)  # a session belongs to the loop it is made in
+
+    def run(self, coroutine) -> "concurrent.futures.Future":
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+_fetch_loops: dict[tuple, _FetchLoop] = {}
+
+
+def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
+    """This process's loop for these connection settings (the session depends on them)."""
+    key = (os.getpid(), limits.allow_private, limits.connect_timeout, connections)
+    if key not in _fetch_loops:
+        _fetch_loops[key] = _FetchLoop(limits, connections)
+    return _fetch_loops[key]
+
+
 async def _measure_all(
     images: list[tuple[int, str]],
     report: "queue.SimpleQueue[Outcome | object]",
     *,
+    session: aiohttp.ClientSession,
     limits: imaging.FetchLimits,
     in_flight: int,
     gpu_delay: tuple[float, float],
@@ -60,9 +100,8 @@ async def _measure_all(
             report.put(Outcome(image_id, width, height))
 
     try:
-        async with imaging.open_session(limits, connections=in_flight) as session:
-            async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
-                await asyncio.gather(*(measure(image_id, url) for image_id, url in images))
+        async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
+            await asyncio.gather(*(measure(image_id, url) for image_id, url in images))
     except TimeoutError:
         pass  # what did not finish stays pending and goes back to the queue
     finally:
@@ -79,15 +118,18 @@ def measure_images(
 ) -> Iterator[list[Outcome]]:
     """Yield outcomes in batches as images finish, until all are done or `deadline` (monotonic)."""
     report: queue.SimpleQueue[Outcome | object] = queue.SimpleQueue()
-    fetcher = threading.Thread(
-        target=asyncio.run,
-        args=(
-            _measure_all(images, report, limits=limits, in_flight=in_flight, gpu_delay=gpu_delay, deadline=deadline),
-        ),
-        name="image-fetcher",
-        daemon=True,
+    fetch = _fetch_loop(limits, in_flight)
+    measuring = fetch.run(
+        _measure_all(
+            images,
+            report,
+            session=fetch.session,
+            limits=limits,
+            in_flight=in_flight,
+            gpu_delay=gpu_delay,
+            deadline=deadline,
+        )
     )
-    fetcher.start()
     batch: list[Outcome] = []
     flush_at = time.monotonic() + FLUSH_EVERY
     while True:
@@ -110,3 +152,4 @@ def measure_images(
             break
     if batch:
         yield batch
+    measuring.cancel()  # a no-op unless the fetcher overran its deadline

@@ -1,0 +1,330 @@
+"""The service benchmark: submit -> completed, as a client sees it, against the floor.
+
+    .venv/bin/python bench/service.py --db sqlite --sizes 1000 10000 --delays 0 0.1-0.4 --runs 3
+
+- Images: one real 1024x768 JPEG of about 200 KB, served by nginx at distinct URLs.
+- The floor: the same fetch + Pillow dimensions (+ the same delay) in one process per core with
+  aiohttp, no database, no queue, no web server.
+- The service: gunicorn + one qcluster, started as `make run` does, on a fresh database.
+Prints a Markdown table; `make bench` writes it into BENCHMARKS.md.
+"""
+
+import argparse
+import asyncio
+import io
+import multiprocessing
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+CORES = os.cpu_count() or 2
+FLOOR_IN_FLIGHT = 1024  # per process
+WEB_PORT, NGINX_PORT = 8411, 8412
+STORES = 100
+
+
+def make_photo(path: Path) -> int:
+    """A noisy 1024x768 JPEG, about 200 KB: real decoding work, nothing compresses it away."""
+    rng = random.Random(7)
+    img = Image.effect_noise((1024, 768), 40).convert("RGB")
+    img = Image.blend(img, Image.linear_gradient("L").resize((1024, 768)).convert("RGB"), 0.5)
+    for quality in range(95, 20, -5):
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", quality=quality)
+        if buffer.tell() <= 210_000 + rng.randint(0, 1):
+            break
+    path.write_bytes(buffer.getvalue())
+    return buffer.tell()
+
+
+class ImageHost:
+    """nginx serving the photo at every /img/<anything>.jpg."""
+
+    def __init__(self, workdir: Path):
+        if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        self.photo_bytes = make_photo(workdir / "photo.jpg")
+        conf = workdir / "nginx.conf"
+        conf.write_text(
+            f"""
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log;
+daemon off;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{NGINX_PORT} backlog=4096;
+    root {workdir};
+    location /img/ {{ try_files /photo.jpg =404; }}
+  }}
+}}
+"""
+        )
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (workdir / d).mkdir(exist_ok=True)
+        workdir.chmod(0o755)  # nginx's workers run as nobody
+        self.process = subprocess.Popen(["/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)])
+        try:
+            wait_for(lambda: requests.get(self.url("probe"), timeout=1).status_code == 200)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    @staticmethod
+    def url(name: str) -> str:
+        return f"http://127.0.0.1:{NGINX_PORT}/img/{name}.jpg"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGQUIT)
+        self.process.wait(timeout=10)
+
+
+def wait_for(check, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("service did not come up")
+
+
+# --- The floor --------------------------------------------------------------------------------
+
+
+async def _floor_fetch(urls: list[str], delay: tuple[float, float]) -> None:
+    slots = asyncio.Semaphore(FLOOR_IN_FLIGHT)
+    connector = aiohttp.TCPConnector(limit=FLOOR_IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(url: str) -> None:
+            async with slots:
+                async with session.get(url) as response:
+                    data = await response.read()
+                width, height = Image.open(io.BytesIO(data)).size
+                assert width * height
+                await asyncio.sleep(random.uniform(*delay))
+
+        await asyncio.gather(*(one(u) for u in urls))
+
+
+def _floor_process(urls: list[str], delay: tuple[float, float]) -> None:
+    asyncio.run(_floor_fetch(urls, delay))
+
+
+def floor(images: int, delay: tuple[float, float], tag: str) -> float:
+    """Images per second of the bare work, one process per core."""
+    urls = [ImageHost.url(f"floor-{tag}-{n}") for n in range(images)]
+    started = time.perf_counter()
+    processes = [multiprocessing.Process(target=_floor_process, args=(urls[i::CORES], delay)) for i in range(CORES)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+        assert p.exitcode == 0, "a floor process failed"
+    return images / (time.perf_counter() - started)
+
+
+# --- The service ------------------------------------------------------------------------------
+
+
+class Service:
+    """gunicorn + qcluster on a fresh database, as bin/run starts them."""
+
+    def __init__(self, db: str, delay: str, workdir: Path, extra_env: dict[str, str]):
+        if db == "sqlite":
+            database_url = f"sqlite:///{workdir}/bench.sqlite3"
+        else:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS retailpulse_bench"], check=True)
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE retailpulse_bench"], check=True)
+            database_url = "postgres://postgres@127.0.0.1:5432/retailpulse_bench"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "RETAILPULSE_GPU_DELAY": delay,
+            "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
+            "LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+        subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
+        master = workdir / "stores.csv"
+        master.write_text("AreaCode,StoreName,StoreID\n" + "".join(f"7000,Store {n},B{n:05d}\n" for n in range(STORES)))
+        subprocess.run([PY, "manage.py", "load_stores", str(master)], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
+        self.web = subprocess.Popen(
+            [str(ROOT / ".venv/bin/gunicorn"), "retailpulse.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2", "--threads", "4"],
+            cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.worker = subprocess.Popen(
+            [PY, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL
+        )
+        self.base = f"http://127.0.0.1:{WEB_PORT}"
+        wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code == 400)
+        self.peak_rss = {"web": 0, "worker": 0}
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
+        self._sampler.start()
+
+    def _sample_rss(self) -> None:
+        while self._sampling:
+            for name, proc in (("web", self.web), ("worker", self.worker)):
+                try:
+                    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+                    biggest = max(p.memory_info().rss for p in tree)
+                except psutil.Error:
+                    continue
+                self.peak_rss[name] = max(self.peak_rss[name], biggest)
+            time.sleep(0.2)
+
+    def submit(self, images: int, tag: str, per_visit: int = 100) -> tuple[int, float]:
+        visits = [
+            {
+                "store_id": f"B{v % STORES:05d}",
+                "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(min(per_visit, images - v * per_visit))],
+                "visit_time": "2024-01-21T16:23:40Z",
+            }
+            for v in range((images + per_visit - 1) // per_visit)
+        ]
+        started = time.perf_counter()
+        response = requests.post(f"{self.base}/api/submit/", json={"count": len(visits), "visits": visits}, timeout=120)
+        assert response.status_code == 201, response.text
+        return response.json()["job_id"], time.perf_counter() - started
+
+    def wait(self, job_id: int, timeout: float = 1800) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = requests.get(f"{self.base}/api/status?jobid={job_id}", timeout=10).json()["status"]
+            if status != "ongoing":
+                return status
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} did not finish")
+
+    def stop(self) -> None:
+        self._sampling = False
+        for proc in (self.web, self.worker):
+            proc.send_signal(signal.SIGTERM)  # main processes only: see bin/run
+        for proc in (self.web, self.worker):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def status_latencies(base: str, job_id: int, stop: threading.Event) -> list[float]:
+    """Poll status as fast as one client can while the job runs; milliseconds per request."""
+    timings = []
+    with requests.Session() as session:
+        while not stop.is_set():
+            started = time.perf_counter()
+            session.get(f"{base}/api/status?jobid={job_id}", timeout=10)
+            timings.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.02)
+    return timings
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def parse_delay(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    return float(low), float(high or low)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--delays", nargs="+", default=["0", "0.1-0.4"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
+    args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
+
+    workdir = Path(tempfile.mkdtemp(prefix="rp-bench-"))
+    host = ImageHost(workdir)
+    rows = []
+    try:
+        for delay in args.delays:
+            service = Service(args.db, delay, workdir, extra_env)
+            try:
+                for size in args.sizes:
+                    runs = args.runs if size <= 10_000 else 1
+                    service_rates, floor_rates, submits, p50s, p99s = [], [], [], [], []
+                    for run in range(runs):
+                        floor_rates.append(floor(size, parse_delay(delay), f"{delay}-{size}-{run}"))
+                        tag = f"svc-{delay}-{size}-{run}"
+                        stop = threading.Event()
+                        started = time.perf_counter()
+                        job_id, submit_s = service.submit(size, tag)
+                        latencies: list[float] = []
+                        poller = threading.Thread(
+                            target=lambda: latencies.extend(status_latencies(service.base, job_id, stop)), daemon=True
+                        )
+                        poller.start()
+                        status = service.wait(job_id)
+                        elapsed = time.perf_counter() - started
+                        stop.set()
+                        poller.join()
+                        assert status == "completed", f"job {job_id} ended {status}"
+                        service_rates.append(size / elapsed)
+                        submits.append(submit_s)
+                        p50s.append(percentile(latencies, 0.5))
+                        p99s.append(percentile(latencies, 0.99))
+                    rate, floor_rate = statistics.median(service_rates), statistics.median(floor_rates)
+                    rows.append(
+                        (args.db, delay, size, runs, rate, floor_rate, rate / floor_rate, statistics.median(submits),
+                         statistics.median(p50s), statistics.median(p99s),
+                         service.peak_rss["web"] / 2**20, service.peak_rss["worker"] / 2**20)
+                    )  # fmt: skip
+                    print(format_row(rows[-1]), flush=True)
+            finally:
+                service.stop()
+    finally:
+        host.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+HEADER = (
+    "| db | delay s | images | runs | service img/s | floor img/s | ratio | submit s | status p50 ms | status p99 ms "
+    "| peak RSS web MiB | peak RSS worker MiB |\n|" + " --- |" * 12
+)
+
+
+def format_row(row) -> str:
+    db, delay, size, runs, rate, floor_rate, ratio, submit, p50, p99, web, worker = row
+    return (
+        f"| {db} | {delay} | {size:,} | {runs} | {rate:,.0f} | {floor_rate:,.0f} | {ratio:.2f} | {submit:.2f} "
+        f"| {p50:.1f} | {p99:.1f} | {web:.0f} | {worker:.0f} |"
+    )
+
+
+if __name__ == "__main__":
+    print(f"{platform.node()}: {CORES} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(HEADER)
+    main()
