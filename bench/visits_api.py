@@ -1,11 +1,12 @@
-"""Times GET /api/visits on a database with 1,000,000 image results.
+"""Times GET /api/visits, the CSV export and /metrics on a database with 1,000,000 image results.
 
-    DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/visits-bench.sqlite3 .venv/bin/python bench/visits_api.py
+    make bench-visits      (or DATABASE_URL=postgres://... make bench-visits)
 
 Seeds once: 5,000 stores in 100 areas, 1,000 jobs of 100 visits (one visit per store every ~18
-days of 2024) with 10 images each, 90 % measured and 10 % failed. Then prints the median of 5
-requests per query through Django's test client (no network, no web server: the view's own cost),
-with the number of data points and stores on the page.
+days of 2024) with 10 images each, 90 % measured and 10 % failed; and one more job of 100,000
+measured images of a store that is not in the master (so it stays out of /api/visits), for the
+export. Then prints the median of 5 requests per query through Django's test client (no network,
+no web server: the view's own cost), with the number of data points and stores on the page.
 """
 
 import os
@@ -13,6 +14,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from stores.models import Store  # noqa: E402
 
 STORES, AREAS = 5000, 100
 JOBS, VISITS_PER_JOB, IMAGES_PER_VISIT = 1000, 100, 10
+EXPORT_IMAGES = 100_000
 YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -40,8 +43,31 @@ def store_id(n: int) -> str:
     return f"VB{n:05d}"
 
 
+def seed_export_job() -> Job:
+    """One job of EXPORT_IMAGES measured images, of a store outside the master."""
+    job = Job.objects.filter(images_total=EXPORT_IMAGES).first()
+    if job:
+        return job
+    print(f"seeding a job of {EXPORT_IMAGES:,} images ...", flush=True)
+    with transaction.atomic():
+        job = Job.objects.create(
+            status="completed", images_total=EXPORT_IMAGES, images_done=EXPORT_IMAGES, finished_at=datetime.now(UTC)
+        )
+        visit = Visit.objects.create(job=job, store_code="EXPORT", visit_time=YEAR_START)
+        now = connection.ops.adapt_datetimefield_value(datetime.now(UTC))
+        table = connection.ops.quote_name(ImageResult._meta.db_table)
+        rows = [
+            (job.pk, visit.pk, f"https://img.example.com/export/{n:06d}.jpg", "done", 640, 480, 2240, "", now)
+            for n in range(EXPORT_IMAGES)
+        ]
+        with connection.cursor() as cursor:
+            columns = "job_id, visit_id, url, status, width, height, perimeter, error, processed_at"
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 9)})", rows)
+    return job
+
+
 def seed() -> None:
-    if ImageResult.objects.count() >= JOBS * VISITS_PER_JOB * IMAGES_PER_VISIT:
+    if Visit.objects.exclude(store_code="EXPORT").count() >= JOBS * VISITS_PER_JOB:
         return
     print(f"seeding {JOBS * VISITS_PER_JOB * IMAGES_PER_VISIT:,} image results ...", flush=True)
     Store.objects.bulk_create(
@@ -88,6 +114,7 @@ def seed() -> None:
 def main() -> None:
     call_command("migrate", verbosity=0)
     seed()
+    export_job = seed_export_job()
     with connection.cursor() as cursor:
         # Fresh statistics (a migration that rebuilds a SQLite table drops that table's).
         cursor.execute("ANALYZE")
@@ -101,7 +128,10 @@ def main() -> None:
         "one month, all stores": "startdate=2024-06-01T00:00:00Z&enddate=2024-06-30T23:59:59Z",
         "since June, all stores": "startdate=2024-06-01T00:00:00Z",
     }
-    print(f"{connection.vendor}, {ImageResult.objects.count():,} image results, {Visit.objects.count():,} visits")
+    print(
+        f"{connection.vendor}, {ImageResult.objects.count():,} image results "
+        f"({EXPORT_IMAGES:,} of them in the export job), {Visit.objects.count():,} visits"
+    )
     print(f"{'query':32} {'median ms':>10} {'points':>7} {'stores':>7}")
     for name, query in queries.items():
         timings = []
@@ -120,6 +150,33 @@ def main() -> None:
         url, pages = body["next"], pages + 1
     per_page = (time.perf_counter() - started) * 1000 / pages
     print(f"{'one area, every page':32} {per_page:10.1f} ms per page, {pages} pages")
+
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        response = client.get("/metrics", SERVER_NAME=settings.ALLOWED_HOSTS[0])
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"{'GET /metrics':32} {statistics.median(timings):10.1f}")
+
+    url = f"/api/jobs/{export_job.pk}/images/?format=csv"
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        response = client.get(url, SERVER_NAME=settings.ALLOWED_HOSTS[0])
+        size = sum(len(piece) for piece in response.streaming_content)
+        response.close()
+        timings.append(time.perf_counter() - started)
+    tracemalloc.start()
+    response = client.get(url, SERVER_NAME=settings.ALLOWED_HOSTS[0])
+    for _piece in response.streaming_content:
+        pass
+    response.close()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"CSV export of {EXPORT_IMAGES:,} images: {statistics.median(timings):.2f} s (median of 3), "
+        f"{size / 1e6:.1f} MB, peak Python memory {peak / 1e6:.1f} MB while streaming"
+    )
 
 
 if __name__ == "__main__":
