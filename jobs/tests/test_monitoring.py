@@ -58,14 +58,14 @@ def test_readyz_names_the_missing_qcluster(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readyz_and_metrics_see_a_running_qcluster_come_and_go(client, start_cluster):
+def test_readyz_and_metrics_see_a_running_qcluster_come_and_go(client, start_cluster, settings):
     cluster = start_cluster()
 
     ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r)
     assert ready.json() == {"status": "ok", "checks": {"database": "ok", "queue": "ok", "cluster": "ok"}}
     values = metrics(client)
     assert values[("retailpulse_qclusters", ())] == 1
-    assert values[("retailpulse_qcluster_workers", ())] == 2  # RETAILPULSE_WORKERS
+    assert values[("retailpulse_qcluster_workers", ())] == settings.Q_CLUSTER["workers"]  # the same settings
 
     cluster.stop()
     assert wait_until(lambda: client.get("/readyz").status_code == 503)
