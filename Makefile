@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser bench-admin bench-visits demo clean
+.PHONY: run test lint format migrate browser bench bench-admin bench-visits demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 # Admin pages on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or DATABASE_URL).
+# The service against the floor on SQLite and PostgreSQL (about 15 minutes); writes BENCHMARKS.md.
+bench: $(VENV)/.installed
+	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
+	{ cat bench/BENCHMARKS.head.md; cat var-bench.md; } > BENCHMARKS.md && rm var-bench.md
+
 bench-admin: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/admin-bench.sqlite3} $(PY) bench/admin_lists.py

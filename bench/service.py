@@ -1,17 +1,18 @@
 """The service benchmark: submit -> completed, as a client sees it, against the floor.
 
-    .venv/bin/python bench/service.py --db sqlite --sizes 1000 10000 --delays 0 0.1-0.4 --runs 3
+    .venv/bin/python bench/service.py --db sqlite postgres --sizes 1000 10000 100000 --delays 0 0.1-0.4 --runs 3
 
 - Images: one real 1024x768 JPEG of about 200 KB, served by nginx at distinct URLs.
 - The floor: the same fetch + Pillow dimensions (+ the same delay) in one process per core with
   aiohttp, no database, no queue, no web server.
 - The service: gunicorn + one qcluster, started as `make run` does, on a fresh database.
-Prints a Markdown table; `make bench` writes it into BENCHMARKS.md.
+Prints a Markdown table; `make bench` runs it on SQLite and PostgreSQL into BENCHMARKS.md.
 """
 
 import argparse
 import asyncio
 import io
+import itertools
 import multiprocessing
 import os
 import platform
@@ -58,7 +59,8 @@ class ImageHost:
 
     def __init__(self, workdir: Path):
         if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
-            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env=apt_env)
         self.photo_bytes = make_photo(workdir / "photo.jpg")
         conf = workdir / "nginx.conf"
         conf.write_text(
@@ -155,10 +157,12 @@ class Service:
 
     def __init__(self, db: str, delay: str, workdir: Path, extra_env: dict[str, str]):
         if db == "sqlite":
+            for old in workdir.glob("bench.sqlite3*"):
+                old.unlink()
             database_url = f"sqlite:///{workdir}/bench.sqlite3"
         else:
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS retailpulse_bench"], check=True)
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE retailpulse_bench"], check=True)
+            for sql in ("DROP DATABASE IF EXISTS retailpulse_bench", "CREATE DATABASE retailpulse_bench"):
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
             database_url = "postgres://postgres@127.0.0.1:5432/retailpulse_bench"
         self.env = {
             **os.environ,
@@ -171,20 +175,27 @@ class Service:
             "LOG_LEVEL": "WARNING",
             **extra_env,
         }
+        self.peak_rss = {"web": 0, "worker": 0}
+        self._sampling = False
         subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
         master = workdir / "stores.csv"
         master.write_text("AreaCode,StoreName,StoreID\n" + "".join(f"7000,Store {n},B{n:05d}\n" for n in range(STORES)))
-        subprocess.run([PY, "manage.py", "load_stores", str(master)], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
+        load = [PY, "manage.py", "load_stores", str(master)]
+        subprocess.run(load, cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
+        gunicorn = [str(ROOT / ".venv/bin/gunicorn"), "retailpulse.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}"]
         self.web = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "retailpulse.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2", "--threads", "4"],
+            [*gunicorn, "--workers", "2", "--threads", "4"],  # as bin/run starts it
             cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.worker = subprocess.Popen(
             [PY, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
-        wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code == 400)
-        self.peak_rss = {"web": 0, "worker": 0}
+        try:
+            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code == 400)
+        except TimeoutError:
+            self.stop()
+            raise
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
         self._sampler.start()
@@ -220,7 +231,7 @@ class Service:
             status = requests.get(f"{self.base}/api/status?jobid={job_id}", timeout=10).json()["status"]
             if status != "ongoing":
                 return status
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise TimeoutError(f"job {job_id} did not finish")
 
     def stop(self) -> None:
@@ -234,16 +245,14 @@ class Service:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def status_latencies(base: str, job_id: int, stop: threading.Event) -> list[float]:
-    """Poll status as fast as one client can while the job runs; milliseconds per request."""
-    timings = []
+def status_latencies(base: str, job_id: int, stop: threading.Event, timings: list[float]) -> None:
+    """Poll status ten times a second while the job runs; milliseconds per request."""
     with requests.Session() as session:
         while not stop.is_set():
             started = time.perf_counter()
             session.get(f"{base}/api/status?jobid={job_id}", timeout=10)
             timings.append((time.perf_counter() - started) * 1000)
-            time.sleep(0.02)
-    return timings
+            time.sleep(0.1)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -256,53 +265,70 @@ def parse_delay(text: str) -> tuple[float, float]:
     return float(low), float(high or low)
 
 
+def small_job_latency(service: Service, tag: str, results: list[float]) -> None:
+    """Submit a 5-image job while the big one runs; seconds until it completes."""
+    time.sleep(3)
+    started = time.perf_counter()
+    job_id, _ = service.submit(5, tag)
+    assert service.wait(job_id) == "completed"
+    results.append(time.perf_counter() - started)
+
+
+def run_once(service: Service, size: int, delay: str, tag: str) -> dict:
+    """One job of `size` images through the service, and the floor for the same work."""
+    floor_rate = floor(size, parse_delay(delay), tag)
+    stop, latencies, small = threading.Event(), [], []
+    started = time.perf_counter()
+    job_id, submit_s = service.submit(size, tag)
+    helpers = [threading.Thread(target=status_latencies, args=(service.base, job_id, stop, latencies), daemon=True)]
+    if size >= 100_000:
+        helpers.append(threading.Thread(target=small_job_latency, args=(service, f"{tag}-small", small), daemon=True))
+    for thread in helpers:
+        thread.start()
+    status = service.wait(job_id)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    for thread in helpers:
+        thread.join()
+    assert status == "completed", f"job {job_id} ended {status}"
+    return {
+        "rate": size / elapsed,
+        "floor": floor_rate,
+        "submit": submit_s,
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "small": small[0] if small else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], nargs="+", default=["sqlite"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--delays", nargs="+", default=["0", "0.1-0.4"])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="runs per size up to 10,000 (one of 100,000)")
     parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
 
     workdir = Path(tempfile.mkdtemp(prefix="rp-bench-"))
     host = ImageHost(workdir)
-    rows = []
     try:
-        for delay in args.delays:
-            service = Service(args.db, delay, workdir, extra_env)
+        for db, delay in itertools.product(args.db, args.delays):
+            service = Service(db, delay, workdir, extra_env)
             try:
                 for size in args.sizes:
                     runs = args.runs if size <= 10_000 else 1
-                    service_rates, floor_rates, submits, p50s, p99s = [], [], [], [], []
-                    for run in range(runs):
-                        floor_rates.append(floor(size, parse_delay(delay), f"{delay}-{size}-{run}"))
-                        tag = f"svc-{delay}-{size}-{run}"
-                        stop = threading.Event()
-                        started = time.perf_counter()
-                        job_id, submit_s = service.submit(size, tag)
-                        latencies: list[float] = []
-                        poller = threading.Thread(
-                            target=lambda: latencies.extend(status_latencies(service.base, job_id, stop)), daemon=True
-                        )
-                        poller.start()
-                        status = service.wait(job_id)
-                        elapsed = time.perf_counter() - started
-                        stop.set()
-                        poller.join()
-                        assert status == "completed", f"job {job_id} ended {status}"
-                        service_rates.append(size / elapsed)
-                        submits.append(submit_s)
-                        p50s.append(percentile(latencies, 0.5))
-                        p99s.append(percentile(latencies, 0.99))
-                    rate, floor_rate = statistics.median(service_rates), statistics.median(floor_rates)
-                    rows.append(
-                        (args.db, delay, size, runs, rate, floor_rate, rate / floor_rate, statistics.median(submits),
-                         statistics.median(p50s), statistics.median(p99s),
-                         service.peak_rss["web"] / 2**20, service.peak_rss["worker"] / 2**20)
-                    )  # fmt: skip
-                    print(format_row(rows[-1]), flush=True)
+                    results = [run_once(service, size, delay, f"{delay}-{size}-{n}") for n in range(runs)]
+                    median = {key: statistics.median(r[key] for r in results) for key in results[0] if key != "small"}
+                    small = results[0]["small"]
+                    print(
+                        f"| {db} | {delay} | {size:,} | {runs} | {median['rate']:,.0f} | {median['floor']:,.0f} "
+                        f"| {median['rate'] / median['floor']:.2f} | {median['submit']:.2f} | {median['p50']:.1f} "
+                        f"| {median['p99']:.1f} | {service.peak_rss['web'] / 2**20:.0f} "
+                        f"| {service.peak_rss['worker'] / 2**20:.0f} | {'' if small is None else f'{small:.1f}'} |",
+                        flush=True,
+                    )
             finally:
                 service.stop()
     finally:
@@ -312,19 +338,13 @@ def main() -> None:
 
 HEADER = (
     "| db | delay s | images | runs | service img/s | floor img/s | ratio | submit s | status p50 ms | status p99 ms "
-    "| peak RSS web MiB | peak RSS worker MiB |\n|" + " --- |" * 12
+    "| peak RSS web MiB | peak RSS worker MiB | 5-image job s |\n|" + " --- |" * 13
 )
 
 
-def format_row(row) -> str:
-    db, delay, size, runs, rate, floor_rate, ratio, submit, p50, p99, web, worker = row
-    return (
-        f"| {db} | {delay} | {size:,} | {runs} | {rate:,.0f} | {floor_rate:,.0f} | {ratio:.2f} | {submit:.2f} "
-        f"| {p50:.1f} | {p99:.1f} | {web:.0f} | {worker:.0f} |"
-    )
-
-
 if __name__ == "__main__":
-    print(f"{platform.node()}: {CORES} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    memory = psutil.virtual_memory().total / 2**30
+    print(f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {platform.machine()}, {CORES} cores, ")
+    print(f"{memory:.0f} GiB, Python {platform.python_version()}, `{' '.join(['bench/service.py', *sys.argv[1:]])}`.\n")
     print(HEADER)
     main()

@@ -188,6 +188,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Image processing -----------------------------------------------------------------------------
+# Worker processes: two per core. The work is I/O and asyncio in each process, but one event loop
+# per core tops out on parsing responses; a second per core keeps the CPU busy while the first
+# writes to the database. Measured with `make bench` (see BENCHMARKS.md).
+WORKERS = env_int("RETAILPULSE_WORKERS", 2 * (os.cpu_count() or 1))
 RETAILPULSE = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
     "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
@@ -199,11 +203,11 @@ RETAILPULSE = {
     "MAX_IMAGE_PIXELS": env_int("RETAILPULSE_MAX_IMAGE_PIXELS", 64_000_000),
     "MAX_REDIRECTS": env_int("RETAILPULSE_MAX_REDIRECTS", 3),
     # Images of one chunk task; a job is split into chunks of this size.
-    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 500),
+    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 1000),
     # Images fetched concurrently by one worker process.
     "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 500),
     # Chunk tasks of one job in the queue at once; keeps a big job from starving small ones.
-    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or 2 * env_int("RETAILPULSE_WORKERS", 2),
+    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or 2 * WORKERS,
     # A chunk stops fetching after this long and hands the rest of its images back to the queue.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A chunk delivered this many times without finishing (its worker keeps dying) fails its images.
@@ -239,9 +243,9 @@ _task_timeout = int(RETAILPULSE["CHUNK_DEADLINE"]) + 10
 Q_CLUSTER = {
     "name": "retailpulse",
     "orm": "default",  # the queue lives in the same database: no extra service to run
-    "workers": env_int("RETAILPULSE_WORKERS", 2),
+    "workers": WORKERS,
     # One prefetched task per worker: prefetched tasks wait in front of every later job.
-    "queue_limit": env_int("RETAILPULSE_WORKERS", 2),
+    "queue_limit": WORKERS,
     "timeout": _task_timeout,
     # A task not acknowledged within `retry` seconds is delivered again; it must outlast the
     # longest chunk, or a slow chunk would be processed twice at once.
