@@ -95,6 +95,8 @@ class Chunk(models.Model):
     last_image_id = models.BigIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
     deliveries = models.PositiveIntegerField(default=0)
+    # "host pid" of the worker process of the latest delivery: where a chunk ran, across machines.
+    worker = models.CharField(max_length=128, blank=True)
     # Seconds its tasks took to fetch and measure its images (outcomes are written meanwhile),
     # summed over its deliveries: the fetch latency histogram of /metrics.
     fetch_seconds = models.FloatField(null=True, blank=True)

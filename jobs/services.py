@@ -6,6 +6,8 @@ closed once and a job is finished once, each by a conditional UPDATE in one tran
 """
 
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -201,7 +203,8 @@ def queue_next_chunks(job_id: int) -> None:
 def start_chunk(chunk_id: int) -> Chunk | None:
     """Count a delivery of the chunk's task; None if the chunk is already done (a redelivery)."""
     with transaction.atomic():
-        if not Chunk.objects.filter(pk=chunk_id).exclude(state=Chunk.State.DONE).update(deliveries=F("deliveries") + 1):
+        delivered = Chunk.objects.filter(pk=chunk_id).exclude(state=Chunk.State.DONE)
+        if not delivered.update(deliveries=F("deliveries") + 1, worker=f"{socket.gethostname()} {os.getpid()}"):
             return None
         chunk = Chunk.objects.get(pk=chunk_id)
         if Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=timezone.now()):

@@ -102,6 +102,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if env_bool("DATABASE_PGBOUNCER", False):
+    # PgBouncer in transaction mode cannot keep a server-side cursor across transactions.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and every worker process write to one file. WAL lets readers run beside the
     # writer; IMMEDIATE takes the write lock at BEGIN, so a transaction waits (up to the busy

@@ -163,3 +163,19 @@ def test_chunk_delivered_too_often_fails_its_images(client, stores, image_server
     assert body["status"] == "failed"
     assert body["error"][0]["error"].endswith("gave up after 2 deliveries of its task (its worker kept dying)")
     assert tasks.process_chunk(chunk.pk) == "already done"
+
+
+def test_two_clusters_share_a_job_and_process_each_image_once(client, stores, image_server, start_cluster, settings):
+    """The scale-out topology: several qclusters (on several machines) on one database."""
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10, "CHUNKS_PER_JOB": 8}
+    clusters = [start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.05-0.1") for _ in range(2)]
+    urls = [image_server.url(f"/img/{n}x3.png") for n in range(1, 201)]
+    job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
+
+    assert wait_for_job(client, job_id, timeout=120) == {"status": "completed", "job_id": job_id}
+    ran_on = {int(worker.split()[1]) for worker in Chunk.objects.filter(job_id=job_id).values_list("worker", flat=True)}
+    for cluster in clusters:
+        assert ran_on & set(cluster.worker_pids()), "a cluster processed none of the chunks"
+    assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 201))
+    job = Job.objects.get(pk=job_id)
+    assert (job.images_done, job.images_failed) == (200, 0)
