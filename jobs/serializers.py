@@ -7,6 +7,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import ISO_8601
@@ -96,6 +97,16 @@ class VisitSerializer(serializers.Serializer):
         },
     )
 
+    def validate_image_url(self, urls: list[str]) -> list[str]:
+        if len(urls) > settings.RETAILPULSE["MAX_IMAGES_PER_VISIT"]:
+            raise _limit_error("images in one visit", len(urls), "MAX_IMAGES_PER_VISIT")
+        return urls
+
+
+def _limit_error(what: str, count: int, setting: str) -> serializers.ValidationError:
+    limit = settings.RETAILPULSE[setting]
+    return serializers.ValidationError(f"{count:,} {what}, more than the limit of {limit:,} (RETAILPULSE_{setting})")
+
 
 class SubmitJobSerializer(serializers.Serializer):
     """`{"count": N, "visits": [...], "callback_url": "https://..."}`; unknown fields are ignored."""
@@ -117,6 +128,14 @@ class SubmitJobSerializer(serializers.Serializer):
         help_text="POSTed the job's final status (the body of GET /api/status) when the job ends, "
         "signed with X-RetailPulse-Signature: sha256=<HMAC-SHA256 of the body>.",
     )
+
+    def validate_visits(self, visits: list[dict]) -> list[dict]:
+        if len(visits) > settings.RETAILPULSE["MAX_VISITS"]:
+            raise _limit_error("visits", len(visits), "MAX_VISITS")
+        images = sum(len(v["image_url"]) for v in visits)
+        if images > settings.RETAILPULSE["MAX_IMAGES_PER_JOB"]:
+            raise _limit_error("images in the job", images, "MAX_IMAGES_PER_JOB")
+        return visits
 
     def validate(self, attrs):
         if attrs["count"] != len(attrs["visits"]):

@@ -205,6 +205,10 @@ RETAILPULSE = {
     "MAX_IMAGE_BYTES": env_int("RETAILPULSE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": env_int("RETAILPULSE_MAX_IMAGE_PIXELS", 64_000_000),
     "MAX_REDIRECTS": env_int("RETAILPULSE_MAX_REDIRECTS", 3),
+    # The most a submit may hold; a 400 names the limit it broke.
+    "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
+    "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),
+    "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000),
     # Images of one chunk task; a job is split into chunks of this size.
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 1000),
     # Images fetched concurrently by one worker process.

@@ -506,3 +506,25 @@ def test_two_submits_racing_with_one_key_create_one_job():
     assert results["second"].replayed
     assert results["second"].job.pk == results["first"]
     assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("limit", "visits", "message"),
+    [
+        ("MAX_VISITS", [valid_visit()] * 3, "visits: 3 visits, more than the limit of 2 (RETAILPULSE_MAX_VISITS)"),
+        (
+            "MAX_IMAGES_PER_VISIT",
+            [valid_visit(image_url=[URL] * 3)],
+            "visits[0].image_url: 3 images in one visit, more than the limit of 2 (RETAILPULSE_MAX_IMAGES_PER_VISIT)",
+        ),
+        (
+            "MAX_IMAGES_PER_JOB",
+            [valid_visit(image_url=[URL] * 2), valid_visit()],
+            "visits: 3 images in the job, more than the limit of 2 (RETAILPULSE_MAX_IMAGES_PER_JOB)",
+        ),
+    ],
+)
+def test_submit_over_a_size_limit_is_a_400_naming_it(client, settings, limit, visits, message):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, limit: 2}
+    response = submit(client, visits)
+    assert (response.status_code, response.json()) == (400, {"error": message})
