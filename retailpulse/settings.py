@@ -263,6 +263,8 @@ Q_CLUSTER = {
     "save_limit": 100,
     "catch_up": False,
     "label": "Task queue",
+    # Scale-out: run the scheduler (callback retries) in one cluster, RETAILPULSE_SCHEDULER=0 elsewhere.
+    "scheduler": env_bool("RETAILPULSE_SCHEDULER", True),
     "cache": "cluster",
 }
 
