@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import ISO_8601
 
-from jobs import openapi
+from jobs import openapi, services
 from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, ImageResult, Job
 from jobs.selectors import VisitCursor
 from jobs.services import VisitInput
@@ -149,6 +149,15 @@ class SubmitJobSerializer(serializers.Serializer):
             VisitInput(store_id=v["store_id"], image_urls=v["image_url"], visit_time=v["visit_time"])
             for v in self.validated_data["visits"]
         ]
+
+    def submit(self, idempotency_key: str | None) -> services.Submission:
+        """Create the validated job, or return the one this idempotency key already made."""
+        return services.submit_job(
+            self.visit_inputs(),
+            callback_url=self.validated_data.get("callback_url", ""),
+            idempotency_key=idempotency_key,
+            fingerprint=self.fingerprint() if idempotency_key is not None else "",
+        )
 
     def fingerprint(self) -> str:
         """SHA-256 of the body as canonical JSON: tells a retried submit from another body."""

@@ -75,12 +75,7 @@ class SubmitJobView(APIView):
         serializer = SubmitJobSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         try:
-            submission = services.submit_job(
-                serializer.visit_inputs(),
-                callback_url=serializer.validated_data.get("callback_url", ""),
-                idempotency_key=key,
-                fingerprint=serializer.fingerprint() if key is not None else "",
-            )
+            submission = serializer.submit(key)
         except services.IdempotencyKeyReused as exc:
             raise IdempotencyConflict(str(exc)) from None
         response = Response({"job_id": submission.job.pk}, status=status.HTTP_201_CREATED)

@@ -37,12 +37,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"{payload}: refused: {error_message(exc.detail)}", returncode=EXIT_REFUSED) from None
         try:
-            submission = services.submit_job(
-                serializer.visit_inputs(),
-                callback_url=serializer.validated_data.get("callback_url", ""),
-                idempotency_key=key,
-                fingerprint=serializer.fingerprint() if key is not None else "",
-            )
+            submission = serializer.submit(key)
         except services.IdempotencyKeyReused as exc:
             raise CommandError(f"{payload}: refused: {exc}", returncode=EXIT_REFUSED) from None
         job = submission.job
