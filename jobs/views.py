@@ -49,6 +49,8 @@ class IdempotencyConflict(APIException):
 class SubmitJobView(APIView):
     """POST /api/submit/: create a job; 201 {"job_id": N}."""
 
+    throttle_scope = "submit"
+
     @extend_schema(
         operation_id="submit",
         summary="Submit a job",
@@ -87,6 +89,8 @@ class SubmitJobView(APIView):
 class JobStatusView(APIView):
     """GET /api/status?jobid=N: one query, whatever the job's size."""
 
+    throttle_scope = "read"
+
     @extend_schema(
         operation_id="status",
         summary="A job's status",
@@ -110,6 +114,8 @@ class JobStatusView(APIView):
 
 class JobDetailView(APIView):
     """GET /api/jobs/<id>/: status, counters, times and per-store errors."""
+
+    throttle_scope = "read"
 
     @extend_schema(
         operation_id="job_detail",
@@ -155,6 +161,8 @@ class CSVRenderer(renderers.BaseRenderer):
 class JobImagesView(generics.ListAPIView):
     """GET /api/jobs/<id>/images/?store_id=&status=: per-image results, paginated, or all as CSV."""
 
+    throttle_scope = "read"
+
     serializer_class = ImageResultSerializer
     pagination_class = ImagePagination
     renderer_classes = [renderers.JSONRenderer, CSVRenderer]
@@ -198,6 +206,8 @@ class JobImagesView(generics.ListAPIView):
 
 class VisitsView(APIView):
     """GET /api/visits?area=&storeid=&startdate=&enddate=: measured perimeters by store and visit time."""
+
+    throttle_scope = "read"
 
     @extend_schema(
         operation_id="visits",

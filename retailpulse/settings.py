@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_q",
@@ -163,8 +164,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.parsers.AnyContentTypeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "jobs.api.error_exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.access.OptionalTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.access.TokenRequiredIfEnabled"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.access.ScopedThrottle"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
@@ -205,6 +207,13 @@ RETAILPULSE = {
     "MAX_IMAGE_BYTES": env_int("RETAILPULSE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": env_int("RETAILPULSE_MAX_IMAGE_PIXELS", 64_000_000),
     "MAX_REDIRECTS": env_int("RETAILPULSE_MAX_REDIRECTS", 3),
+    # API tokens (DRF's authtoken: `manage.py drf_create_token USER`) required on every /api/ call.
+    "API_TOKENS": env_bool("RETAILPULSE_API_TOKENS", False),
+    # Requests per client, e.g. "120/min"; empty means no limit.
+    "THROTTLE_RATES": {
+        "submit": os.environ.get("RETAILPULSE_THROTTLE_SUBMIT", ""),
+        "read": os.environ.get("RETAILPULSE_THROTTLE_READ", ""),
+    },
     # The most a submit may hold; a 400 names the limit it broke.
     "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
     "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),

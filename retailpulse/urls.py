@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from jobs import api, views
 
@@ -11,8 +12,9 @@ urlpatterns = [
     re_path(r"^api/visits/?$", views.VisitsView.as_view(), name="visits"),
     path("api/jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
     path("api/jobs/<int:job_id>/images/", views.JobImagesView.as_view(), name="job-images"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The documentation stays public when API tokens are required.
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny]), name="docs"),
     re_path(r"^api/", api.not_found),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -179,3 +179,24 @@ def test_two_clusters_share_a_job_and_process_each_image_once(client, stores, im
     assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 201))
     job = Job.objects.get(pk=job_id)
     assert (job.images_done, job.images_failed) == (200, 0)
+
+
+def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, start_cluster, settings):
+    """A SIGTERM (deploys, scale-down) lets the chunks in hand finish; a new cluster does the rest."""
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
+    first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4")
+    urls = [image_server.url(f"/img/{n}x2.png") for n in range(1, 81)]
+    job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
+    deadline = time.monotonic() + 30
+    while not ImageResult.objects.filter(job_id=job_id, status="done").exists():
+        assert time.monotonic() < deadline, "no image finished"
+        time.sleep(0.05)
+
+    first.stop()  # SIGTERM to the main process, waits for it to exit
+    assert first.process.returncode == 0
+    assert Job.objects.get(pk=job_id).status == "ongoing"
+    start_cluster(RETAILPULSE_WORKERS="2")
+
+    assert wait_for_job(client, job_id, timeout=60) == {"status": "completed", "job_id": job_id}
+    assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 81))
+    assert max(Chunk.objects.filter(job_id=job_id).values_list("deliveries", flat=True)) == 1  # none redelivered
