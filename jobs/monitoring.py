@@ -29,13 +29,13 @@ def _first_line(exc: Exception) -> str:
 
 
 def live_clusters() -> list[Stat]:
-    """Clusters whose heartbeat is recent and that are not stopping."""
+    """Clusters whose heartbeat is recent and that are running (not starting or stopping)."""
     now = timezone.now()
     return [
         stat
         for stat in Stat.get_all(get_broker())
         if (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
-        and stat.status not in (Conf.STOPPING, Conf.STOPPED)
+        and stat.status not in (Conf.STARTING, Conf.STOPPING, Conf.STOPPED)
     ]
 
 

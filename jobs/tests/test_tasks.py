@@ -77,6 +77,14 @@ def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_ser
     )
 
 
+def wait_for_first_image(job_id: int) -> None:
+    """Until one image of the job is done: the job is under way in its worker."""
+    deadline = time.monotonic() + 30
+    while not ImageResult.objects.filter(job_id=job_id, status="done").exists():
+        assert time.monotonic() < deadline, "no image finished"
+        time.sleep(0.05)
+
+
 def test_killed_worker_chunk_is_redelivered_and_each_image_has_one_result(
     client, stores, image_server, start_cluster, settings
 ):
@@ -85,11 +93,7 @@ def test_killed_worker_chunk_is_redelivered_and_each_image_has_one_result(
     cluster = start_cluster(RETAILPULSE_CHUNK_DEADLINE="3", RETAILPULSE_GPU_DELAY="0.3-0.5", RETAILPULSE_WORKERS="1")
     urls = [image_server.url(f"/img/{n}x10.png") for n in range(1, 41)]
     job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
-
-    deadline = time.monotonic() + 30
-    while not ImageResult.objects.filter(job_id=job_id, status="done").exists():
-        assert time.monotonic() < deadline, "no image finished"
-        time.sleep(0.05)
+    wait_for_first_image(job_id)
     workers = cluster.worker_pids()
     assert workers, "no worker process found"
     for pid in workers:
@@ -187,10 +191,7 @@ def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, sta
     first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4")
     urls = [image_server.url(f"/img/{n}x2.png") for n in range(1, 81)]
     job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
-    deadline = time.monotonic() + 30
-    while not ImageResult.objects.filter(job_id=job_id, status="done").exists():
-        assert time.monotonic() < deadline, "no image finished"
-        time.sleep(0.05)
+    wait_for_first_image(job_id)
 
     first.stop()  # SIGTERM to the main process, waits for it to exit
     assert first.process.returncode == 0
