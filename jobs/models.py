@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
@@ -28,6 +29,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The last time an image of the job got an outcome (or the job was created or re-queued): the
+    # stall check (services.requeue_stalled_jobs) looks for ongoing jobs where this is old.
+    progressed_at = models.DateTimeField(default=timezone.now)
     # A retried submit with the same Idempotency-Key header gets this job back instead of a new one;
     # the fingerprint (SHA-256 of the body) tells a retry from a different body under the same key.
     idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True, unique=True)
@@ -41,7 +45,10 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "-id"], name="job_status_id")]
+        indexes = [
+            models.Index(fields=["status", "-id"], name="job_status_id"),
+            models.Index(fields=["status", "progressed_at"], name="job_status_progressed"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(images_done__lte=models.F("images_total") - models.F("images_failed")),

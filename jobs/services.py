@@ -249,7 +249,9 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             _log_failed_images(job_id, [row[2] for row in failed_rows], recorded_at)
         if done or failed:
             Job.objects.filter(pk=job_id).update(
-                images_done=F("images_done") + done, images_failed=F("images_failed") + failed
+                images_done=F("images_done") + done,
+                images_failed=F("images_failed") + failed,
+                progressed_at=recorded_at,
             )
             _finish_job_if_complete(job_id)
 
@@ -304,6 +306,41 @@ def fail_pending_images(chunk: Chunk, reason: str) -> None:
         [Outcome(image_id, error=reason) for image_id, _url in selectors.chunk_pending_images(chunk)],
     )
     finish_chunk(chunk)
+
+
+def requeue_stalled_jobs() -> list[int]:
+    """Queue again the unfinished work of ongoing jobs without progress for STALL_AFTER seconds.
+
+    A job should never stay ongoing forever, whatever was lost: a task dropped by a broker, a chunk
+    left queued by a crash between its last write and its hand-back. Queued chunks are queued once
+    more (a chunk that is in fact still running or done does nothing the second time; each delivery
+    counts towards MAX_DELIVERIES), and pending images outside any live chunk get new chunks.
+    Returns the ids of the jobs it touched.
+    """
+    now = timezone.now()
+    stalled_before = now - timedelta(seconds=settings.RETAILPULSE["STALL_AFTER"])
+    touched = []
+    for job_id in Job.objects.filter(status=Job.Status.ONGOING, progressed_at__lt=stalled_before).values_list(
+        "id", flat=True
+    ):
+        with transaction.atomic():
+            # Conditional, so two schedulers never both requeue one job.
+            if not Job.objects.filter(pk=job_id, progressed_at__lt=stalled_before).update(progressed_at=now):
+                continue
+            live = Chunk.objects.filter(job_id=job_id).exclude(state=Chunk.State.DONE)
+            for chunk in live.filter(state=Chunk.State.QUEUED):
+                _enqueue_chunk(chunk)
+            queue_next_chunks(job_id)
+            if not live.exists():
+                pending = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.PENDING)
+                _add_chunks(job_id, list(pending.order_by("id").values_list("id", flat=True)))
+        events.warning(
+            "job %s stalled: its unfinished work is queued again",
+            job_id,
+            extra={"event": "job.requeued", "job_id": job_id},
+        )
+        touched.append(job_id)
+    return touched
 
 
 def _finish_job_if_complete(job_id: int) -> None:

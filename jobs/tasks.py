@@ -42,3 +42,8 @@ def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attemp
         return "superseded"
     error = callbacks.post(url, body, delivery_id=delivery_id, attempt=attempt)
     return services.record_callback_attempt(job_id, url, body, delivery_id, attempt, error)
+
+
+def requeue_stalled_jobs() -> str:
+    """Every minute (a django-q2 schedule made by a migration): see services.requeue_stalled_jobs."""
+    return f"requeued jobs {services.requeue_stalled_jobs()}"

@@ -226,6 +226,8 @@ RETAILPULSE = {
     "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or 2 * WORKERS,
     # A chunk stops fetching after this long and hands the rest of its images back to the queue.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
+    # An ongoing job with no image outcome for this long has its unfinished work queued again.
+    "STALL_AFTER": env_int("RETAILPULSE_STALL_AFTER", 600),
     # A chunk delivered this many times without finishing (its worker keeps dying) fails its images.
     "MAX_DELIVERIES": env_int("RETAILPULSE_MAX_DELIVERIES", 5),
 }

@@ -1,11 +1,13 @@
 """Idempotency of the write path: tasks can be delivered more than once."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import F
+from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import services
+from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
 from stores.models import Store
@@ -175,3 +177,61 @@ def test_each_failed_image_is_logged_once_with_its_store_url_and_cause(caplog):
     assert failed[0].getMessage() == (
         f"job {job.pk} image {ids[0]} of store S1 failed: https://img.example.com/0.jpg: HTTP 404"
     )
+
+
+def make_stalled(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(progressed_at=timezone.now() - timedelta(hours=1))
+
+
+def test_a_stalled_job_gets_its_queued_chunks_queued_again(settings):
+    job = make_job(5)  # chunks 0 and 1 queued
+    OrmQ.objects.all().delete()  # the tasks were lost
+    make_stalled(job)
+
+    assert tasks.requeue_stalled_jobs() == f"requeued jobs [{job.pk}]"
+
+    assert OrmQ.objects.count() == 2
+    job.refresh_from_db()
+    assert timezone.now() - job.progressed_at < timedelta(minutes=1)
+    assert services.requeue_stalled_jobs() == []  # it is not stalled any more
+
+
+def test_a_job_with_recent_progress_is_left_alone():
+    job = make_job(5)
+    OrmQ.objects.all().delete()
+    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 1, 1)])
+    Job.objects.filter(pk=job.pk).update(progressed_at=F("progressed_at") - timedelta(seconds=30))
+
+    assert services.requeue_stalled_jobs() == []
+    assert OrmQ.objects.count() == 0
+
+
+def test_pending_images_outside_any_live_chunk_get_a_new_chunk():
+    job = make_job(4)
+    Chunk.objects.filter(job=job).update(state=Chunk.State.DONE)
+    OrmQ.objects.all().delete()
+    make_stalled(job)
+
+    services.requeue_stalled_jobs()
+
+    ids = image_ids(job)
+    new = Chunk.objects.filter(job=job, number__gte=2).order_by("number")  # chunks 0 and 1 were closed
+    assert [(c.state, c.first_image_id, c.last_image_id) for c in new] == [
+        ("queued", ids[0], ids[2]),
+        ("queued", ids[3], ids[3]),
+    ]
+    assert OrmQ.objects.count() == 2
+
+
+def test_a_migration_schedules_the_stall_check_every_minute():
+    from importlib import import_module
+
+    from django.apps import apps
+    from django_q.models import Schedule
+
+    migration = import_module("jobs.migrations.0005_stall_check_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it anyway
+    migration.create_schedule(apps, None)
+
+    schedule = Schedule.objects.get(name=migration.NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("jobs.tasks.requeue_stalled_jobs", "I", 1)
