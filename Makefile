@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser bench bench-admin bench-visits demo clean
+.PHONY: run test lint format migrate browser bench load bench-admin bench-visits demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ format: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
 	{ cat bench/BENCHMARKS.head.md; cat var-bench.md; } > BENCHMARKS.md && rm var-bench.md
+
+# 50 clients submitting small jobs and polling for 30 s against web + worker; exits 1 on any error.
+load: $(VENV)/.installed
+	$(PY) -u bench/load.py --clients 50 --seconds 30
 
 bench-admin: $(VENV)/.installed
 	mkdir -p var
