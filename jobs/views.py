@@ -183,6 +183,12 @@ class JobImagesView(generics.ListAPIView):
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
+    def options(self, request, *args, **kwargs):
+        # The metadata is JSON whatever format the query names (schemathesis found `OPTIONS ...?format=csv`
+        # reaching the streaming-only CSV renderer: a 500).
+        request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().options(request, *args, **kwargs)
+
     def filters(self) -> dict:
         job_id = self.kwargs["job_id"]
         if job_id > MAX_ID or selectors.get_job(job_id) is None:

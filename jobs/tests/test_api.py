@@ -528,3 +528,11 @@ def test_submit_over_a_size_limit_is_a_400_naming_it(client, settings, limit, vi
     settings.RETAILPULSE = {**settings.RETAILPULSE, limit: 2}
     response = submit(client, visits)
     assert (response.status_code, response.json()) == (400, {"error": message})
+
+
+def test_options_on_the_images_with_format_csv_is_json_metadata(client):
+    """Found by schemathesis: the streaming-only CSV renderer used to get this request (a 500)."""
+    job_id = make_job(client, visit("S00339218", URL))
+    response = client.options(f"/api/jobs/{job_id}/images/?format=csv")
+    assert response.status_code == 200
+    assert response.json()["name"]
