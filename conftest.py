@@ -1,8 +1,10 @@
 """Fixtures shared by every test: a local image server, a callback receiver and a real qcluster worker."""
 
+import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -227,18 +229,32 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{user}@{host}:{port or 5432}/{settings_dict['NAME']}"
 
 
-class Cluster:
-    """A real `manage.py qcluster` in its own process group, on the test database."""
+class ServiceProcess:
+    """A real service process (qcluster or gunicorn) in its own process group, on the test database."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, command: list[str], env: dict[str, str]):
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: a crash, or a machine going away."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        # SIGTERM to the main process only: signalling the whole group hangs django-q2.
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Cluster(ServiceProcess):
+    def __init__(self, env: dict[str, str]):
+        super().__init__([sys.executable, "manage.py", "qcluster"], env)
 
     def worker_pids(self) -> list[int]:
         import psutil
@@ -248,36 +264,56 @@ class Cluster:
         titles = {p.pid: " ".join(p.cmdline()) for p in children}
         return [pid for pid, title in titles.items() if title.endswith(" idle") or " processing " in title]
 
-    def stop(self) -> None:
-        # SIGTERM to the main process only: signalling the whole group hangs django-q2.
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+
+class Web(ServiceProcess):
+    """gunicorn as bin/run starts it, on a free port."""
+
+    def __init__(self, env: dict[str, str]):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        super().__init__([gunicorn, "retailpulse.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"], env)
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture
-def start_cluster(transactional_db):
-    """Start qcluster processes with extra environment; all are stopped after the test."""
+def service_env(transactional_db):
+    """The environment of processes the tests start: the test database, local images allowed."""
     from django.db import connection
 
-    clusters: list[Cluster] = []
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
+        "RETAILPULSE_GPU_DELAY": "0",
+    }
 
-    def start(**extra_env: str) -> Cluster:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(connection.settings_dict),
-            "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
-            "RETAILPULSE_GPU_DELAY": "0",
-            **extra_env,
-        }
-        cluster = Cluster(env)
-        clusters.append(cluster)
-        return cluster
 
-    yield start
-    for cluster in clusters:
-        cluster.stop()
+@contextlib.contextmanager
+def started(kind: type[ServiceProcess], env: dict[str, str]):
+    """A function that starts `kind` processes with extra environment; all are stopped at the end."""
+    processes: list[ServiceProcess] = []
+
+    def start(**extra_env: str):
+        processes.append(kind({**env, **extra_env}))
+        return processes[-1]
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
+def start_cluster(service_env):
+    with started(Cluster, service_env) as start:
+        yield start
+
+
+@pytest.fixture
+def start_web(service_env):
+    with started(Web, service_env) as start:
+        yield start
