@@ -149,6 +149,11 @@ def test_a_retried_job_posts_again_when_it_ends_again_and_the_stale_delivery_is_
     assert json.loads(request["body"]) == {"status": "completed", "job_id": job.pk}
 
 
+
+def callback_schedules():
+    """The retries' schedules (a migration also schedules the stall check)."""
+    return Schedule.objects.filter(name__startswith="callback-")
+
 @pytest.mark.django_db(transaction=True)  # django-q2's scheduler closes the connection: no test transaction
 def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback_receiver, local_callbacks):
     hook = callback_receiver.url("/hook/flaky?fail=2")
@@ -158,18 +163,18 @@ def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback
     assert run_queued_callbacks() == ["pending"]
     job.refresh_from_db()
     assert (job.callback_status, job.callback_attempts, job.callback_error) == ("pending", 1, "HTTP 500")
-    [retry] = Schedule.objects.all()
+    [retry] = callback_schedules()
     assert retry.func == "jobs.tasks.deliver_callback"
     assert timedelta(seconds=29) < retry.next_run - before < timedelta(seconds=32)  # BACKOFF
 
     def run_due_schedule() -> list[str]:
-        Schedule.objects.update(next_run=timezone.now() - timedelta(seconds=1))
+        callback_schedules().update(next_run=timezone.now() - timedelta(seconds=1))
         scheduler()  # django-q2's own scheduler (qcluster runs it every 30 s) queues the task
         return run_queued_callbacks()
 
     before = timezone.now()
     assert run_due_schedule() == ["pending"]
-    [retry] = Schedule.objects.all()
+    [retry] = callback_schedules()
     assert timedelta(seconds=59) < retry.next_run - before < timedelta(seconds=62)  # doubled
     assert run_due_schedule() == ["delivered"]
 
@@ -179,7 +184,7 @@ def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback
     assert len({r["body"] for r in attempts}) == 1
     job.refresh_from_db()
     assert (job.callback_status, job.callback_attempts) == ("delivered", 3)
-    assert not Schedule.objects.exists()
+    assert not callback_schedules().exists()
 
 
 def test_the_last_failed_attempt_gives_up(client, stores, callback_receiver, local_callbacks, caplog):
@@ -190,7 +195,7 @@ def test_the_last_failed_attempt_gives_up(client, stores, callback_receiver, loc
 
     assert run_queued_callbacks() == ["failed"]
 
-    assert not Schedule.objects.exists()
+    assert not callback_schedules().exists()
     job.refresh_from_db()
     assert (job.callback_status, job.callback_error) == ("failed", "HTTP 500")
     [record] = [r for r in caplog.records if getattr(r, "event", "") == "callback.failed"]
