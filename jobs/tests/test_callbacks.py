@@ -149,10 +149,10 @@ def test_a_retried_job_posts_again_when_it_ends_again_and_the_stale_delivery_is_
     assert json.loads(request["body"]) == {"status": "completed", "job_id": job.pk}
 
 
-
 def callback_schedules():
     """The retries' schedules (a migration also schedules the stall check)."""
     return Schedule.objects.filter(name__startswith="callback-")
+
 
 @pytest.mark.django_db(transaction=True)  # django-q2's scheduler closes the connection: no test transaction
 def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback_receiver, local_callbacks):
