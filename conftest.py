@@ -26,7 +26,50 @@ def make_image(width: int, height: int, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-class ImageServer:
+class LocalServer:
+    """A threaded HTTP server on a free loopback port; `handle(handler)` answers each request."""
+
+    methods = ("GET",)
+
+    def __init__(self):
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                server.handle(self)
+
+        for method in self.methods:
+            setattr(Handler, f"do_{method}", Handler.answer)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _count(self, key: str) -> int:
+        """How many requests for `key` so far, this one included."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            return self._counts[key]
+
+    def handle(self, handler) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ImageServer(LocalServer):
     """A local HTTP server with every kind of answer an image host gives.
 
     /img/W x H.EXT         an image of that size (jpg, png, webp, gif)
@@ -43,37 +86,11 @@ class ImageServer:
 
     def __init__(self):
         self.requests: list[str] = []
-        self._counts: dict[str, int] = {}
         self._switched_on: set[str] = set()
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests.append(self.path)
-                server.handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
+        super().__init__()
 
     def switch_on(self, key: str) -> None:
         self._switched_on.add(key)
-
-    def _count(self, key: str) -> int:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            return self._counts[key]
 
     @staticmethod
     def send(handler, status: int, body: bytes = b"", content_type: str = "application/octet-stream", **headers):
@@ -86,6 +103,7 @@ class ImageServer:
         handler.wfile.write(body)
 
     def handle(self, handler) -> None:
+        self.requests.append(handler.path)
         parts = urlsplit(handler.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         segments = parts.path.strip("/").split("/")
@@ -140,10 +158,6 @@ class ImageServer:
         else:
             self.send(handler, 404, b"")
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture(scope="session")
 def image_server():
@@ -152,50 +166,36 @@ def image_server():
     server.close()
 
 
-class CallbackReceiver:
+class CallbackReceiver(LocalServer):
     """A local HTTP server that records every POST: the client end of completion callbacks.
 
     POST /hook/KEY?fail=N answers 500 to the first N requests of KEY, then 204;
     POST /redirect answers 302 to /hook/redirected.
     """
 
+    methods = ("POST",)
+
     def __init__(self):
         self.received: list[dict] = []
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-        receiver = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                with receiver._lock:
-                    receiver.received.append({"path": parts.path, "headers": dict(self.headers), "body": body})
-                    count = receiver._counts[parts.path] = receiver._counts.get(parts.path, 0) + 1
-                if parts.path == "/redirect":
-                    status, extra = 302, {"Location": "/hook/redirected"}
-                elif count <= int(query.get("fail", "0")):
-                    status, extra = 500, {}
-                else:
-                    status, extra = 204, {}
-                self.send_response(status)
-                for name, value in {**extra, "Content-Length": "0"}.items():
-                    self.send_header(name, value)
-                self.end_headers()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
+    def handle(self, handler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+        parts = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        with self._lock:
+            self.received.append({"path": parts.path, "headers": dict(handler.headers), "body": body})
+        count = self._count(parts.path)
+        if parts.path == "/redirect":
+            status, extra = 302, {"Location": "/hook/redirected"}
+        elif count <= int(query.get("fail", "0")):
+            status, extra = 500, {}
+        else:
+            status, extra = 204, {}
+        handler.send_response(status)
+        for name, value in {**extra, "Content-Length": "0"}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
 
     def requests_to(self, path: str) -> list[dict]:
         with self._lock:
@@ -208,10 +208,6 @@ class CallbackReceiver:
                 raise AssertionError(f"{len(self.requests_to(path))} POSTs to {path} after {timeout} s, not {count}")
             time.sleep(0.05)
         return self.requests_to(path)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

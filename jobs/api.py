@@ -3,7 +3,6 @@
 from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
-from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
@@ -37,14 +36,10 @@ def error_message(detail) -> str:
 
 
 def error_exception_handler(exc, context):
-    """DRF errors as `{"error": "<message>"}`, the contract's error body, in JSON even when the
-    client asked for another format (the CSV export)."""
+    """DRF errors as `{"error": "<message>"}`, the contract's error body."""
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         response.data = {"error": error_message(exc.detail)}
-        request = context.get("request")
-        if request is not None:
-            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
     return response
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from jobs import selectors
 
-COLUMNS = ["id", "store_id", "visit_time", "url", "width", "height", "perimeter", "status", "error", "processed_at"]
+COLUMNS = list(selectors.IMAGE_COLUMNS)
 READ_CHUNK = 2000  # rows fetched from the database at a time
 ROWS_PER_PIECE = 500  # rows per piece of text handed to the response or the terminal
 

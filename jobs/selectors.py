@@ -78,24 +78,27 @@ def job_images(job_id: int, *, store_id: str | None = None, status: str | None =
     return images.select_related("visit")
 
 
-IMAGE_ROW_FIELDS = (
-    "id",
-    "visit__store_code",
-    "visit__visit_time",
-    "url",
-    "width",
-    "height",
-    "perimeter",
-    "status",
-    "error",
-    "processed_at",
-)
+# A per-image result as the API shows it (its name) and where each value comes from (its lookup):
+# the image list's serializer, the CSV export and `job_results` all use these names in this order.
+IMAGE_COLUMNS = {
+    "id": "id",
+    "store_id": "visit__store_code",
+    "visit_time": "visit__visit_time",
+    "url": "url",
+    "width": "width",
+    "height": "height",
+    "perimeter": "perimeter",
+    "status": "status",
+    "error": "error",
+    "processed_at": "processed_at",
+}
 
 
 def job_image_rows(job_id: int, *, store_id: str | None = None, status: str | None = None) -> QuerySet:
-    """The same images as `job_images`, as tuples of IMAGE_ROW_FIELDS (no model instances: exports
-    stream them with .iterator())."""
-    return job_images(job_id, store_id=store_id, status=status).select_related(None).values_list(*IMAGE_ROW_FIELDS)
+    """The same images as `job_images`, as tuples in IMAGE_COLUMNS order (no model instances:
+    exports stream them with .iterator())."""
+    images = job_images(job_id, store_id=store_id, status=status).select_related(None)
+    return images.values_list(*IMAGE_COLUMNS.values())
 
 
 @dataclass(frozen=True)

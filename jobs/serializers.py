@@ -14,7 +14,7 @@ from rest_framework.settings import ISO_8601
 
 from jobs import openapi, services
 from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, ImageResult, Job
-from jobs.selectors import VisitCursor
+from jobs.selectors import IMAGE_COLUMNS, VisitCursor
 from jobs.services import VisitInput
 from stores.selectors import area_exists, store_exists
 
@@ -214,18 +214,7 @@ class ImageResultSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImageResult
-        fields = [
-            "id",
-            "store_id",
-            "visit_time",
-            "url",
-            "width",
-            "height",
-            "perimeter",
-            "status",
-            "error",
-            "processed_at",
-        ]
+        fields = list(IMAGE_COLUMNS)
         # Output only: every field is always there (the schema says so).
         extra_kwargs = {name: {"required": True} for name in fields if name not in ("id", "store_id", "visit_time")}
 

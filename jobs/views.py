@@ -183,11 +183,13 @@ class JobImagesView(generics.ListAPIView):
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    def options(self, request, *args, **kwargs):
-        # The metadata is JSON whatever format the query names (schemathesis found `OPTIONS ...?format=csv`
-        # reaching the streaming-only CSV renderer: a 500).
-        request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
-        return super().options(request, *args, **kwargs)
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Only the streamed export is CSV. Everything else this view answers (errors, OPTIONS
+        # metadata; schemathesis found the latter reaching the CSV renderer: a 500) is JSON,
+        # whatever format the client asked for.
+        if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def filters(self) -> dict:
         job_id = self.kwargs["job_id"]
