@@ -158,7 +158,7 @@ async def _read_dimensions(response: aiohttp.ClientResponse, limits: FetchLimits
         raise ImageError(f"too large: {declared:,} bytes (limit {limits.max_bytes:,})")
     head, size, received, next_try = bytearray(), None, 0, 0
     try:
-        async for piece in response.content.iter_chunked(READ_BUFFER):
+        async for piece in response.content.iter_any():
             received += len(piece)
             if received > limits.max_bytes:
                 raise ImageError(f"too large: more than {limits.max_bytes:,} bytes (limit {limits.max_bytes:,})")
