@@ -42,6 +42,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host, and no spaces or control characters."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or an unclosed IPv6 bracket
+        valid = False
+    return valid and not SPACE_OR_CONTROL.search(url)
+
+
 class HttpUrlField(StrictCharField):
     default_error_messages = {
         "not_http": "expected an absolute http(s) URL, got {value!r}",
@@ -53,14 +63,35 @@ class HttpUrlField(StrictCharField):
 
     def to_internal_value(self, data):
         url = super().to_internal_value(data)
-        try:
-            parts = urlsplit(url)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # a bad port or an unclosed IPv6 bracket
-            valid = False
-        if not valid or SPACE_OR_CONTROL.search(url):
+        if not is_http_url(url):
             self.fail("not_http", value=url[:100])
         return url
+
+
+class HttpUrlListField(serializers.ListField):
+    """A list of HttpUrlField values, each good one checked in a plain loop.
+
+    DRF runs a field's whole validation (empty values, validators, error wrapping) per item: for
+    the 100,000 URLs of a big job that was most of the submit. A URL that fails the quick check goes
+    through the field's own validation, so the error names the problem exactly as it would alone.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(child=HttpUrlField(), **kwargs)
+
+    def run_child_validation(self, data):
+        urls, errors = [], {}
+        for index, item in enumerate(data):
+            if isinstance(item, str) and 0 < len(item) <= MAX_URL_LENGTH and is_http_url(item):
+                urls.append(item)
+                continue
+            try:
+                urls.append(self.child.run_validation(item))
+            except serializers.ValidationError as exc:
+                errors[index] = exc.detail
+        if errors:
+            raise serializers.ValidationError(errors)
+        return urls
 
 
 @extend_schema_field(
@@ -79,8 +110,7 @@ class VisitSerializer(serializers.Serializer):
     default_error_messages = {"invalid": "expected an object with store_id, image_url and visit_time"}
 
     store_id = StrictCharField(max_length=64)
-    image_url = serializers.ListField(
-        child=HttpUrlField(),
+    image_url = HttpUrlListField(
         allow_empty=False,
         error_messages={
             **MISSING,
