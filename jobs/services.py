@@ -148,8 +148,9 @@ def create_job(
 def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) -> int:
     """Insert one row per image URL of each visit; return how many failed at once (unknown store).
 
-    A plain executemany INSERT: bulk_create builds a model instance per row and, on SQLite, one
-    statement per 111 rows; for a 100,000-image job that was most of the submit time.
+    Not bulk_create: it builds a model instance per row and, on SQLite, sends one statement per
+    111 rows; for a 100,000-image job that was most of the submit time. PostgreSQL takes the rows
+    by COPY, SQLite by a plain executemany INSERT (see BENCHMARKS.md for both).
     """
     pending, failed = ImageResult.Status.PENDING.value, ImageResult.Status.FAILED.value
     failed_at = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -162,10 +163,14 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
         for url in visit_input.image_urls
     ]
     table = connection.ops.quote_name(ImageResult._meta.db_table)
-    _execute_many(
-        f"INSERT INTO {table} (job_id, visit_id, url, status, error, processed_at) VALUES (%s, %s, %s, %s, %s, %s)",
-        rows,
-    )
+    columns = "job_id, visit_id, url, status, error, processed_at"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s)", rows)
     return sum(1 for row in rows if row[3] == failed)
 
 
