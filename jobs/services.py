@@ -217,41 +217,57 @@ def start_chunk(chunk_id: int) -> Chunk | None:
     return chunk
 
 
-def _execute_many(sql: str, rows: list[tuple]) -> int:
+def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tuple]) -> int:
+    """Give pending image rows `status`, `processed_at = at` and per-row values; return how many
+    changed. `columns` maps each column to its PostgreSQL type; each row is (id, *its values).
+
+    Not bulk_update: on SQLite its CASE/WHEN per column took 0.12-0.3 s per 100 rows under the
+    write lock. SQLite runs one prepared UPDATE per row (about 5 us a row). PostgreSQL takes the
+    batch as arrays in one statement (unnest): per-row statements cost it 22 us of server and 17 us
+    of client CPU a row, the arrays 15 and 6.
+    """
     if not rows:
         return 0
+    table = connection.ops.quote_name(ImageResult._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+            cursor.execute(
+                f"UPDATE {table} AS image SET status = %s, processed_at = %s,"
+                f" {', '.join(f'{name} = outcome.{name}' for name in columns)}"
+                f" FROM unnest(%s::bigint[], {arrays}) AS outcome(id, {', '.join(columns)})"
+                f" WHERE image.id = outcome.id AND image.status = 'pending'",
+                [status, at, *(list(values) for values in zip(*rows, strict=True))],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, processed_at = %s, {', '.join(f'{name} = %s' for name in columns)}"
+                f" WHERE id = %s AND status = 'pending'",
+                [(status, at, *values, image_id) for image_id, *values in rows],
+            )
         return cursor.rowcount
 
 
 def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
-    """Write a batch of image outcomes and add what really changed to the job's counters.
-
-    A plain executemany UPDATE: on SQLite, Django's bulk_update (one CASE/WHEN per column) took
-    0.12-0.3 s per 100 rows under the write lock, this 2-8 ms.
-    """
-    table = connection.ops.quote_name(ImageResult._meta.db_table)
+    """Write a batch of image outcomes and add what really changed to the job's counters."""
     recorded_at = timezone.now()
     now = connection.ops.adapt_datetimefield_value(recorded_at)
     done_rows, failed_rows = [], []
     for o in outcomes:
         if o.error:
-            failed_rows.append((o.error, now, o.image_id))
+            failed_rows.append((o.image_id, o.error))
         else:
-            done_rows.append((o.width, o.height, 2 * (o.width + o.height), now, o.image_id))
+            done_rows.append((o.image_id, o.width, o.height, 2 * (o.width + o.height), ""))
     with transaction.atomic():
-        done = _execute_many(
-            f"UPDATE {table} SET status = 'done', width = %s, height = %s, perimeter = %s, error = '',"
-            f" processed_at = %s WHERE id = %s AND status = 'pending'",
+        done = _set_pending_images(
+            ImageResult.Status.DONE.value,
+            now,
+            {"width": "integer", "height": "integer", "perimeter": "integer", "error": "text"},
             done_rows,
         )
-        failed = _execute_many(
-            f"UPDATE {table} SET status = 'failed', error = %s, processed_at = %s WHERE id = %s AND status = 'pending'",
-            failed_rows,
-        )
+        failed = _set_pending_images(ImageResult.Status.FAILED.value, now, {"error": "text"}, failed_rows)
         if failed:
-            _log_failed_images(job_id, [row[2] for row in failed_rows], recorded_at)
+            _log_failed_images(job_id, [row[0] for row in failed_rows], recorded_at)
         if done or failed:
             Job.objects.filter(pk=job_id).update(
                 images_done=F("images_done") + done,
