@@ -1,6 +1,6 @@
 """The service benchmark: submit -> completed, as a client sees it, against the floor.
 
-    .venv/bin/python bench/service.py --db sqlite postgres --sizes 1000 10000 100000 --delays 0 0.1-0.4 --runs 3
+    .venv/bin/python bench/service.py --db sqlite postgres --sizes 1000 10000 100000 --delays 0 0.1-0.4 --runs 5
 
 - Images: one real 1024x768 JPEG of about 200 KB, served by nginx at distinct URLs.
 - The floor: the same fetch + Pillow dimensions (+ the same delay) in one process per core with
