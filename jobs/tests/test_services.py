@@ -38,13 +38,31 @@ def test_a_job_is_split_into_chunks_and_only_a_few_are_queued():
     chunks = list(Chunk.objects.filter(job=job).order_by("number"))
     assert [(c.number, c.state) for c in chunks] == [(0, "queued"), (1, "queued"), (2, "waiting"), (3, "waiting")]
     ids = image_ids(job)
-    assert [(c.first_image_id, c.last_image_id) for c in chunks] == [
+    assert [(c.first_image_id, c.last_image_id) for c in chunks] == [  # 3, 3, 2, 2: see chunk_sizes
         (ids[0], ids[2]),
         (ids[3], ids[5]),
-        (ids[6], ids[8]),
-        (ids[9], ids[9]),
+        (ids[6], ids[7]),
+        (ids[8], ids[9]),
     ]
     assert OrmQ.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("images", "sizes"),
+    [
+        (10_000, [834] * 4 + [833] * 8),  # 12 chunks, not 10: three full rounds of 4 workers
+        (100_000, [1000] * 100),
+        (1000, [250] * 4),  # one round over every worker
+        (250, [125, 125]),  # not below MIN_CHUNK_SIZE
+        (5, [5]),
+        (0, []),
+    ],
+)
+def test_chunk_sizes_spread_a_job_evenly_over_the_workers(settings, images, sizes):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 1000}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
+
+    assert services.chunk_sizes(images) == sizes
 
 
 def test_finishing_a_chunk_queues_the_next_once():
@@ -217,8 +235,8 @@ def test_pending_images_outside_any_live_chunk_get_a_new_chunk():
     ids = image_ids(job)
     new = Chunk.objects.filter(job=job, number__gte=2).order_by("number")  # chunks 0 and 1 were closed
     assert [(c.state, c.first_image_id, c.last_image_id) for c in new] == [
-        ("queued", ids[0], ids[2]),
-        ("queued", ids[3], ids[3]),
+        ("queued", ids[0], ids[1]),
+        ("queued", ids[2], ids[3]),
     ]
     assert OrmQ.objects.count() == 2
 
