@@ -193,10 +193,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Image processing -----------------------------------------------------------------------------
-# Worker processes: two per core. The work is I/O and asyncio in each process, but one event loop
-# per core tops out on parsing responses; a second per core keeps the CPU busy while the first
-# writes to the database. Measured with `make bench` (see BENCHMARKS.md).
-WORKERS = env_int("RETAILPULSE_WORKERS", 2 * (os.cpu_count() or 1))
+# Worker processes: three per core, 350 images in flight each. One event loop per core tops out on
+# parsing responses; more processes keep the CPU busy while others write to the database or drain
+# the end of a chunk. 6 x 350 beat 4 x 500 with the delay on, in less memory (README, Performance).
+WORKERS = env_int("RETAILPULSE_WORKERS", 3 * (os.cpu_count() or 1))
 RETAILPULSE = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
     "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
@@ -221,7 +221,7 @@ RETAILPULSE = {
     # Images of one chunk task; a job is split into chunks of this size.
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 1000),
     # Images fetched concurrently by one worker process.
-    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 500),
+    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 350),
     # Chunk tasks of one job in the queue at once; keeps a big job from starving small ones.
     "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or 2 * WORKERS,
     # A chunk stops fetching after this long and hands the rest of its images back to the queue.
