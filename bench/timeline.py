@@ -1,0 +1,98 @@
+"""Where one job's time and CPU go: when each chunk was queued and done, and CPU per image.
+
+    .venv/bin/python bench/timeline.py --db sqlite --images 10000 --delay 0.1-0.4 --runs 3 [--env NAME=VALUE ...]
+
+Starts nginx and the service as bench/service.py does, then for each run: the floor, one job,
+and its chunk tasks with the seconds from the submit at which each was queued and done (django-q2's
+task table: its `started` is the enqueue time), and the CPU time per image the worker, web, nginx
+and PostgreSQL processes spent on the job. CPU per
+image is steadier than images/s on a shared machine: compare it before and after a change.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import django
+import psutil
+from service import ROOT, ImageHost, Service, floor, parse_delay
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass  # gone since it was listed
+    return total
+
+
+def process_groups(service: Service) -> dict[str, list[psutil.Process]]:
+    def tree(pid: int) -> list[psutil.Process]:
+        return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+    named = {"nginx": [], "postgres": []}
+    for process in psutil.process_iter(["name"]):
+        for name, members in named.items():
+            if (process.info["name"] or "").startswith(name):
+                members.append(process)
+    return {"worker": tree(service.worker.pid), "web": tree(service.web.pid), **named}
+
+
+def chunk_times(job_id: int) -> list[tuple[str, float, float]]:
+    """(task name, queued, done) of the job's chunk tasks, as epoch seconds."""
+    from django_q.models import Task
+
+    tasks = Task.objects.filter(name__startswith=f"job-{job_id}-chunk-").order_by("started")
+    return [(t.name, t.started.timestamp(), t.stopped.timestamp()) for t in tasks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--delay", default="0.1-0.4")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="rp-timeline-"))
+    host = ImageHost(workdir)
+    service = Service(args.db, args.delay, workdir, dict(item.split("=", 1) for item in args.env))
+    try:
+        # This process reads the task table through the ORM, with the service's settings.
+        sys.path.insert(0, str(ROOT))
+        os.environ.update({k: v for k, v in service.env.items() if k.startswith(("DATABASE", "DJANGO"))})
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retailpulse.settings")
+        django.setup()
+        for run in range(args.runs):
+            floor_rate = floor(args.images, parse_delay(args.delay), f"timeline-{run}")
+            groups = process_groups(service)
+            before = {name: cpu_seconds(members) for name, members in groups.items()}
+            started = time.time()
+            job_id, submit_s = service.submit(args.images, f"timeline-{run}-{started}")
+            service.wait(job_id)
+            elapsed = time.time() - started
+            cpu = {name: (cpu_seconds(members) - before[name]) / args.images * 1e6 for name, members in groups.items()}
+            print(
+                f"run {run}: {args.images / elapsed:,.0f} images/s, floor {floor_rate:,.0f}, "
+                f"ratio {args.images / elapsed / floor_rate:.2f}, submit {submit_s:.2f} s; CPU us per image: "
+                + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
+            )
+            time.sleep(1)  # the monitor saves the last task's result
+            for name, queued, done in chunk_times(job_id):
+                print(f"  {name:24} queued {queued - started:6.2f}  done {done - started:6.2f}")
+    finally:
+        service.stop()
+        host.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
