@@ -151,7 +151,7 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
 
     Not bulk_create: it builds a model instance per row and, on SQLite, sends one statement per
     111 rows; for a 100,000-image job that was most of the submit time. PostgreSQL takes the rows
-    by COPY, SQLite by a plain executemany INSERT (see BENCHMARKS.md for both).
+    by COPY, SQLite by a plain executemany INSERT (README, "Writes in bulk": the figures).
     """
     pending, failed = ImageResult.Status.PENDING.value, ImageResult.Status.FAILED.value
     failed_at = connection.ops.adapt_datetimefield_value(timezone.now())
