@@ -31,8 +31,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Admin pages on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or DATABASE_URL).
-# The service against the floor on SQLite and PostgreSQL (about 15 minutes); writes BENCHMARKS.md.
+# The service against the floor on SQLite and PostgreSQL (about 20 minutes); writes BENCHMARKS.md.
 bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
 	{ cat bench/BENCHMARKS.head.md; cat var-bench.md; } > BENCHMARKS.md && rm var-bench.md
@@ -41,6 +40,7 @@ bench: $(VENV)/.installed
 load: $(VENV)/.installed
 	$(PY) -u bench/load.py --clients 50 --seconds 30
 
+# Admin pages on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or DATABASE_URL).
 bench-admin: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/admin-bench.sqlite3} $(PY) bench/admin_lists.py
