@@ -72,7 +72,7 @@ class HttpUrlListField(serializers.ListField):
     """A list of HttpUrlField values, each good one checked in a plain loop.
 
     DRF runs a field's whole validation (empty values, validators, error wrapping) per item: for
-    the 100,000 URLs of a big job that was most of the submit. A URL that fails the quick check goes
+    the 100,000 URLs of a big job that was half the submit. A URL that fails the quick check goes
     through the field's own validation, so the error names the problem exactly as it would alone.
     """
 
