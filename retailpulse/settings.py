@@ -218,7 +218,8 @@ RETAILPULSE = {
     "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
     "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),
     "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000),
-    # Images of one chunk task; a job is split into chunks of this size.
+    # The most images of one chunk task: a job is cut into a multiple of WORKERS equal chunks no
+    # bigger than this (services.chunk_sizes).
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 1000),
     # Images fetched concurrently by one worker process.
     "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 350),
