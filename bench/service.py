@@ -101,6 +101,11 @@ http {{
         self.process.wait(timeout=10)
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (gunicorn's and qcluster's workers)."""
+    return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+
 def wait_for(check, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,8 +209,7 @@ class Service:
         while self._sampling:
             for name, proc in (("web", self.web), ("worker", self.worker)):
                 try:
-                    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-                    biggest = max(p.memory_info().rss for p in tree)
+                    biggest = max(p.memory_info().rss for p in process_tree(proc.pid))
                 except psutil.Error:
                     continue
                 self.peak_rss[name] = max(self.peak_rss[name], biggest)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import django
 import psutil
-from service import ROOT, ImageHost, Service, floor, parse_delay
+from service import ROOT, ImageHost, Service, floor, parse_delay, process_tree
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -34,15 +34,12 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def process_groups(service: Service) -> dict[str, list[psutil.Process]]:
-    def tree(pid: int) -> list[psutil.Process]:
-        return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-
     named = {"nginx": [], "postgres": []}
     for process in psutil.process_iter(["name"]):
         for name, members in named.items():
             if (process.info["name"] or "").startswith(name):
                 members.append(process)
-    return {"worker": tree(service.worker.pid), "web": tree(service.web.pid), **named}
+    return {"worker": process_tree(service.worker.pid), "web": process_tree(service.web.pid), **named}
 
 
 def chunk_times(job_id: int) -> list[tuple[str, float, float]]:

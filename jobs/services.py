@@ -523,11 +523,9 @@ def retry_failed_images(job_id: int) -> int:
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.status != Job.Status.FAILED:
             return 0
-        unknown_visits = Visit.objects.filter(job_id=job_id, store=None)
-        for store_id in Store.objects.filter(store_id__in=unknown_visits.values("store_code")).values_list(
-            "store_id", flat=True
-        ):
-            unknown_visits.filter(store_code=store_id).update(store_id=store_id)
+        Visit.objects.filter(job_id=job_id, store=None, store_code__in=Store.objects.values("store_id")).update(
+            store=F("store_code")
+        )
         retried = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.FAILED).exclude(visit__store=None)
         ids = list(retried.order_by("id").values_list("id", flat=True))
         if not ids:
