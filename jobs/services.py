@@ -155,14 +155,12 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
     """
     pending, failed = ImageResult.Status.PENDING.value, ImageResult.Status.FAILED.value
     failed_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    rows = [
+    rows, job_id = [], job.pk
+    for visit, visit_input in zip(visit_rows, visits, strict=True):
         # A store that is not in the master fails its images at once; the other visits go on.
-        (job.pk, visit.pk, url, pending, "", None)
-        if visit.store_id
-        else (job.pk, visit.pk, url, failed, UNKNOWN_STORE, failed_at)
-        for visit, visit_input in zip(visit_rows, visits, strict=True)
-        for url in visit_input.image_urls
-    ]
+        status, error, at = (pending, "", None) if visit.store_id else (failed, UNKNOWN_STORE, failed_at)
+        visit_id = visit.pk  # read once: a model's pk is a property
+        rows.extend((job_id, visit_id, url, status, error, at) for url in visit_input.image_urls)
     table = connection.ops.quote_name(ImageResult._meta.db_table)
     columns = "job_id, visit_id, url, status, error, processed_at"
     with connection.cursor() as cursor:
