@@ -347,9 +347,19 @@ HEADER = (
 )
 
 
+def cpu_model() -> str:
+    """The CPU's name as Linux reports it (platform.processor() is empty there)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
 if __name__ == "__main__":
     memory = psutil.virtual_memory().total / 2**30
-    print(f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {platform.machine()}, {CORES} cores, ")
+    machine = f"{platform.machine()} ({cpu_model()})"
+    print(f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine}, {CORES} cores, ")
     print(f"{memory:.0f} GiB, Python {platform.python_version()}, `{' '.join(['bench/service.py', *sys.argv[1:]])}`.\n")
     print(HEADER)
     main()

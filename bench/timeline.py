@@ -1,12 +1,14 @@
-"""Where one job's time and CPU go: when each chunk was queued and done, and CPU per image.
+"""Where one job's time and CPU go: when each chunk was queued and done, CPU per image, and how
+busy the machine was while the job ran.
 
     .venv/bin/python bench/timeline.py --db sqlite --images 10000 --delay 0.1-0.4 --runs 3 [--env NAME=VALUE ...]
 
 Starts nginx and the service as bench/service.py does, then for each run: the floor, one job,
 and its chunk tasks with the seconds from the submit at which each was queued and done (django-q2's
 task table: its `started` is the enqueue time), and the CPU time per image the worker, web, nginx
-and PostgreSQL processes spent on the job. CPU per
-image is steadier than images/s on a shared machine: compare it before and after a change.
+and PostgreSQL processes spent on the job, and the machine's CPU use (all cores, %) every quarter
+second of the job and of the floor: idle CPU is time the job could have used. CPU per image is steadier
+than images/s on a shared machine: compare it before and after a change.
 """
 
 import argparse
@@ -14,7 +16,10 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import django
@@ -50,6 +55,29 @@ def chunk_times(job_id: int) -> list[tuple[str, float, float]]:
     return [(t.name, t.started.timestamp(), t.stopped.timestamp()) for t in tasks]
 
 
+@contextmanager
+def cpu_busy() -> Iterator[list[float]]:
+    """The machine's CPU use (% of all cores) every 0.25 s while the block runs."""
+    stop, samples = threading.Event(), []
+
+    def sample() -> None:
+        psutil.cpu_percent()
+        while not stop.wait(0.25):
+            samples.append(psutil.cpu_percent())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def busy_line(samples: list[float]) -> str:
+    return " ".join(f"{value:.0f}" for value in samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -69,19 +97,22 @@ def main() -> None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retailpulse.settings")
         django.setup()
         for run in range(args.runs):
-            floor_rate = floor(args.images, parse_delay(args.delay), f"timeline-{run}")
+            with cpu_busy() as floor_busy:
+                floor_rate = floor(args.images, parse_delay(args.delay), f"timeline-{run}")
             groups = process_groups(service)
             before = {name: cpu_seconds(members) for name, members in groups.items()}
             started = time.time()
-            job_id, submit_s = service.submit(args.images, f"timeline-{run}-{started}")
-            service.wait(job_id)
-            elapsed = time.time() - started
+            with cpu_busy() as busy:
+                job_id, submit_s = service.submit(args.images, f"timeline-{run}-{started}")
+                service.wait(job_id)
+                elapsed = time.time() - started
             cpu = {name: (cpu_seconds(members) - before[name]) / args.images * 1e6 for name, members in groups.items()}
             print(
                 f"run {run}: {args.images / elapsed:,.0f} images/s, floor {floor_rate:,.0f}, "
                 f"ratio {args.images / elapsed / floor_rate:.2f}, submit {submit_s:.2f} s; CPU us per image: "
                 + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
             )
+            print(f"  CPU busy % every 0.25 s, service: {busy_line(busy)}\n  floor: {busy_line(floor_busy)}")
             time.sleep(1)  # the monitor saves the last task's result
             for name, queued, done in chunk_times(job_id):
                 print(f"  {name:24} queued {queued - started:6.2f}  done {done - started:6.2f}")
