@@ -23,7 +23,7 @@ DATETIME_FORMATS = [ISO_8601, "%Y-%m-%d %H:%M:%S"]
 MAX_URL_LENGTH = 2048
 SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 # The URLs nearly every client sends (a plain host name, a port of at most 4 digits): each one
-# that matches passes the full check below, in a tenth of its time.
+# that matches passes the full check below (a property test says so), at a fraction of its cost.
 PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[1-9][0-9]{0,3})?(?:[/?#][^\s\x00-\x1f\x7f]*)?")
 
 
