@@ -103,7 +103,8 @@ http {{
 
 def process_tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants (gunicorn's and qcluster's workers)."""
-    return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
 
 
 def wait_for(check, timeout: float = 30) -> None:
