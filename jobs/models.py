@@ -102,6 +102,9 @@ class Chunk(models.Model):
     last_image_id = models.BigIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
     deliveries = models.PositiveIntegerField(default=0)
+    # Set while every worker is busy and a new job waits: the running delivery hands the chunk back
+    # at its next batch, so the new job gets a worker within a second (services._make_way).
+    make_way = models.BooleanField(default=False)
     # "host pid" of the worker process of the latest delivery: where a chunk ran, across machines.
     worker = models.CharField(max_length=128, blank=True)
     # Seconds its tasks took to fetch and measure its images (outcomes are written meanwhile),

@@ -44,6 +44,11 @@ def chunk_pending_images(chunk: Chunk) -> QuerySet:
     ).values_list("id", "url")
 
 
+def chunk_must_make_way(chunk_id: int) -> bool:
+    """Whether a submit asked the chunk's running delivery to hand it back (services._make_way)."""
+    return Chunk.objects.filter(pk=chunk_id, make_way=True).exists()
+
+
 def store_errors(job_id: int) -> list[dict]:
     """One entry per store with a failed image, in the order of the job's visits.
 

@@ -1,5 +1,6 @@
 """django-q2 entry points. Each runs in a qcluster worker process."""
 
+import threading
 import time
 
 from django.conf import settings
@@ -20,17 +21,22 @@ def process_chunk(chunk_id: int) -> str:
         return "gave up"
     images = list(selectors.chunk_pending_images(chunk))
     started = time.monotonic()
+    making_way = threading.Event()
     batches = processing.measure_images(
         images,
         limits=imaging.FetchLimits.from_settings(config),
         in_flight=config["IN_FLIGHT"],
         gpu_delay=config["GPU_DELAY"],
         deadline=time.monotonic() + config["CHUNK_DEADLINE"],
+        stop=making_way,
     )
     for outcomes in batches:  # written while the next images are fetched
-        services.record_outcomes(chunk.job_id, outcomes)
-    services.finish_chunk(chunk, fetch_seconds=time.monotonic() - started)
-    return f"{len(images)} images"
+        if outcomes:
+            services.record_outcomes(chunk.job_id, outcomes)
+        if not making_way.is_set() and selectors.chunk_must_make_way(chunk.pk):
+            making_way.set()  # the rest of the chunk goes back to the queue, behind the new job
+    services.finish_chunk(chunk, fetch_seconds=time.monotonic() - started, made_way=making_way.is_set())
+    return "made way for a new job" if making_way.is_set() else f"{len(images)} images"
 
 
 def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attempt: int) -> str:

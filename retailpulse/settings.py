@@ -223,10 +223,10 @@ RETAILPULSE = {
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 1000),
     # Images fetched concurrently by one worker process.
     "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 350),
-    # Chunk tasks of one job in the queue at once: one per worker and one spare, so a worker that
-    # finishes a chunk starts the next at once, while a job submitted behind a big one has at most
-    # one of its chunks ahead of it (README, Performance).
-    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or WORKERS + 1,
+    # Chunk tasks of one job in the queue at once: one per worker and no spare, so the worker that a
+    # running chunk frees for a new job (services._make_way) takes the new job's chunk, not a
+    # spare of the big one (README, Performance).
+    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or WORKERS,
     # A chunk stops fetching after this long and hands the rest of its images back to the queue.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # An ongoing job with no image outcome for this long has its unfinished work queued again.

@@ -1,5 +1,6 @@
 """jobs.processing against the local image server: every image comes back once, in batches."""
 
+import threading
 import time
 
 from jobs import processing
@@ -27,7 +28,7 @@ def test_every_image_comes_back_exactly_once_across_batches(image_server, monkey
 
     outcomes = [o for batch in batches for o in batch]
     assert sorted(o.image_id for o in outcomes) == sorted(image_id for image_id, _url in images)
-    assert len(batches) > 1
+    assert len([batch for batch in batches if batch]) > 1
     assert max(len(batch) for batch in batches) <= 7  # a batch is never added to once handed over
     by_id = {o.image_id: o for o in outcomes}
     assert all(by_id[n] == Outcome(n, n % 5 + 1, 3) for n in range(300))
@@ -58,3 +59,33 @@ def test_images_unfinished_at_the_deadline_get_no_outcome(image_server):
 
     assert time.monotonic() - started < 2.5
     assert outcomes == [Outcome(1, 2, 2)]  # image 2 stays pending, for the chunk's next delivery
+
+
+def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_EVERY", 0.1)
+    images = [(1, image_server.url("/slow?seconds=1"))]
+
+    batches = measure(images)
+
+    assert [o for batch in batches for o in batch] == [Outcome(1, 64, 48)]
+    assert batches.count([]) >= 5  # the caller got a turn about every 0.1 s while it waited
+
+
+def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    images = [(1, image_server.url("/img/2x2.png"))]
+    images += [(n, image_server.url(f"/slow?seconds=10&n={n}")) for n in range(2, 6)]
+    stop = threading.Event()
+    batches = processing.measure_images(
+        images, limits=LIMITS, in_flight=5, gpu_delay=(0.0, 0.0), deadline=time.monotonic() + 30, stop=stop
+    )
+
+    started = time.monotonic()
+    outcomes = []
+    for batch in batches:
+        outcomes += batch
+        if outcomes:
+            stop.set()
+
+    assert time.monotonic() - started < 3  # not the 10 s of the hanging images
+    assert outcomes == [Outcome(1, 2, 2)]  # images 2-5 stay pending, for the chunk's next delivery

@@ -90,6 +90,52 @@ def test_a_chunk_with_pending_images_goes_back_to_the_queue():
     assert OrmQ.objects.count() == 2  # the first delivery and the hand-back
 
 
+def start_queued_chunks() -> None:
+    for chunk_id in Chunk.objects.filter(state=Chunk.State.QUEUED).values_list("pk", flat=True):
+        services.start_chunk(chunk_id)
+
+
+def making_way() -> list[tuple[int, int]]:
+    return list(Chunk.objects.filter(make_way=True).values_list("job_id", "number"))
+
+
+def test_a_new_job_asks_one_running_chunk_to_make_way_when_every_worker_is_busy(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
+    make_job(2)  # one chunk of 2 images
+    big = make_job(12)  # 4 chunks of 3 images, 2 of them queued
+    start_queued_chunks()  # three running chunks: every worker busy
+
+    make_job(1)
+    assert making_way() == [(big.pk, 0)]  # the widest chunk, not the small job's
+    make_job(1)
+    assert making_way() == [(big.pk, 0)], "a second chunk made way while the first still was"
+
+
+def test_no_chunk_makes_way_while_a_worker_is_free(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
+    make_job(12)
+    start_queued_chunks()  # two running chunks, three workers
+
+    make_job(1)
+
+    assert making_way() == []
+
+
+def test_a_chunk_that_made_way_is_queued_again_without_counting_the_delivery():
+    job = make_job(3)
+    chunk = services.start_chunk(Chunk.objects.get(job=job).pk)
+    Chunk.objects.filter(pk=chunk.pk).update(make_way=True)
+    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 1, 1)])
+
+    services.finish_chunk(chunk, made_way=True)
+
+    chunk.refresh_from_db()
+    assert (chunk.state, chunk.deliveries, chunk.make_way) == ("queued", 0, False)
+    assert OrmQ.objects.count() == 2  # the first delivery and the hand-back
+    Chunk.objects.filter(pk=chunk.pk).update(make_way=True)  # asked again, but it was already handed back:
+    assert services.start_chunk(chunk.pk).make_way is False  # its next delivery runs to the end
+
+
 def test_recording_the_same_outcomes_twice_counts_them_once():
     job = make_job(4)
     ids = image_ids(job)

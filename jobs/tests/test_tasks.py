@@ -120,6 +120,29 @@ def test_small_job_is_not_queued_behind_a_big_one(client, stores, image_server, 
     assert wait_for_job(client, big, timeout=120)["status"] == "completed"
 
 
+def test_a_running_chunk_makes_way_for_a_new_job_when_every_worker_is_busy(
+    client, stores, image_server, start_cluster, settings
+):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "CHUNKS_PER_JOB": 1}
+    start_cluster(RETAILPULSE_WORKERS="1", RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="10")
+    urls = [image_server.url(f"/img/{n}x5.png") for n in range(1, 601)]
+    big = submit(client, [visit("S1", *urls)]).json()["job_id"]  # two chunks of 300: about 4 s each
+    wait_for_first_image(big)
+    small = submit(client, [visit("S2", image_server.url("/img/5x5.jpg"))]).json()["job_id"]
+
+    assert wait_for_job(client, small)["status"] == "completed"
+    assert wait_for_job(client, big, timeout=120)["status"] == "completed"
+    first = Chunk.objects.get(job_id=big, number=0)
+    small_done_at = ImageResult.objects.get(job_id=small).processed_at
+    after_small = ImageResult.objects.filter(
+        id__range=(first.first_image_id, first.last_image_id), processed_at__gt=small_done_at
+    )
+    assert after_small.exists(), "the big job's first chunk ran to its end before the small job started"
+    assert first.deliveries == 1  # the delivery that made way is not counted against MAX_DELIVERIES
+    assert sorted(ImageResult.objects.filter(job_id=big).values_list("width", flat=True)) == list(range(1, 601))
+
+
 # --- The task in this process: its deadline and its delivery limit ------------------------------
 
 
