@@ -525,13 +525,16 @@ def _make_way() -> None:
     at its next batch (at most FLUSH_EVERY later), cancels its images in flight (they stay
     pending), and queues the chunk again, behind the new job (jobs.tasks.process_chunk). Only
     while no other chunk is making way, so a burst of submits stops one worker, not all of them.
-    The chunk spanning the most images is picked: rather the big job's than another small one's.
+    The widest chunk is picked, and only one wider than a worker's images in flight: a narrower
+    one has all its images in flight already, and ends about as soon as it would make way.
     """
     running = Chunk.objects.filter(state=Chunk.State.QUEUED, deliveries__gt=0)
     if running.filter(make_way=True).exists() or running.count() < settings.Q_CLUSTER["workers"]:
         return
-    widest = running.order_by((F("last_image_id") - F("first_image_id")).desc(), "pk").first()
-    Chunk.objects.filter(pk=widest.pk).update(make_way=True)
+    wide = running.filter(last_image_id__gte=F("first_image_id") + settings.RETAILPULSE["IN_FLIGHT"])
+    widest = wide.order_by((F("last_image_id") - F("first_image_id")).desc(), "pk").first()
+    if widest is not None:
+        Chunk.objects.filter(pk=widest.pk).update(make_way=True)
 
 
 def retry_failed_images(job_id: int) -> int:

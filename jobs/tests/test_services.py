@@ -99,8 +99,14 @@ def making_way() -> list[tuple[int, int]]:
     return list(Chunk.objects.filter(make_way=True).values_list("job_id", "number"))
 
 
-def test_a_new_job_asks_one_running_chunk_to_make_way_when_every_worker_is_busy(settings):
+@pytest.fixture
+def three_workers(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
+    settings.RETAILPULSE["IN_FLIGHT"] = 2  # a chunk of 3 images is wider than the images in flight
+    return settings.RETAILPULSE
+
+
+def test_a_new_job_asks_one_running_chunk_to_make_way_when_every_worker_is_busy(three_workers):
     make_job(2)  # one chunk of 2 images
     big = make_job(12)  # 4 chunks of 3 images, 2 of them queued
     start_queued_chunks()  # three running chunks: every worker busy
@@ -111,10 +117,20 @@ def test_a_new_job_asks_one_running_chunk_to_make_way_when_every_worker_is_busy(
     assert making_way() == [(big.pk, 0)], "a second chunk made way while the first still was"
 
 
-def test_no_chunk_makes_way_while_a_worker_is_free(settings):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
-    make_job(12)
-    start_queued_chunks()  # two running chunks, three workers
+@pytest.mark.parametrize(
+    ("first_jobs", "in_flight"),
+    [
+        ([12], 2),  # two running chunks of 3 images: a worker is free
+        ([12, 2], 3),  # every worker busy, but each chunk has all its images in flight already
+    ],
+)
+def test_no_chunk_makes_way_while_a_worker_is_free_or_none_is_wider_than_its_window(
+    three_workers, first_jobs, in_flight
+):
+    three_workers["IN_FLIGHT"] = in_flight
+    for images in first_jobs:
+        make_job(images)
+    start_queued_chunks()
 
     make_job(1)
 

@@ -124,7 +124,7 @@ def test_a_running_chunk_makes_way_for_a_new_job_when_every_worker_is_busy(
     client, stores, image_server, start_cluster, settings
 ):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "CHUNKS_PER_JOB": 1}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "CHUNKS_PER_JOB": 1, "IN_FLIGHT": 10}
     start_cluster(RETAILPULSE_WORKERS="1", RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="10")
     urls = [image_server.url(f"/img/{n}x5.png") for n in range(1, 601)]
     big = submit(client, [visit("S1", *urls)]).json()["job_id"]  # two chunks of 300: about 4 s each
