@@ -114,7 +114,11 @@ class Chunk(models.Model):
     class Meta:
         ordering = ["job", "number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="chunk_job_number")]
-        indexes = [models.Index(fields=["job", "state", "number"], name="chunk_job_state")]
+        indexes = [
+            models.Index(fields=["job", "state", "number"], name="chunk_job_state"),
+            # The few queued chunks of every job, which a submit looks at to make way.
+            models.Index(fields=["state"], condition=models.Q(state="queued"), name="chunk_queued"),
+        ]
 
     def __str__(self) -> str:
         return f"Chunk {self.number} of job {self.job_id}"
