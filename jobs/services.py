@@ -521,7 +521,7 @@ def _make_way() -> None:
     """If every worker is busy, ask one running chunk to hand its worker over to the chunks just queued.
 
     Without it a new job waits for a running chunk to end: up to a chunk's whole run (4-6 s for
-    1,000 images here) when a big job's chunks started together. The chunk's task sees the flag
+    1,000 images on the second machine, README) when a big job's chunks started together. The chunk's task sees the flag
     at its next batch (at most FLUSH_EVERY later), cancels its images in flight (they stay
     pending), and queues the chunk again, behind the new job (jobs.tasks.process_chunk). Only
     while no other chunk is making way, so a burst of submits stops one worker, not all of them.
