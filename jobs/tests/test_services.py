@@ -102,7 +102,8 @@ def making_way() -> list[tuple[int, int]]:
 @pytest.fixture
 def three_workers(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
-    settings.RETAILPULSE["IN_FLIGHT"] = 2  # a chunk of 3 images is wider than the images in flight
+    # A chunk of 3 images is wider than the images in flight.
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "IN_FLIGHT": 2}
     return settings.RETAILPULSE
 
 
