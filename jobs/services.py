@@ -528,12 +528,15 @@ def _make_way() -> None:
     The widest chunk is picked, and only one wider than a worker's images in flight: a narrower
     one has all its images in flight already, and ends about as soon as it would make way.
     """
-    running = Chunk.objects.filter(state=Chunk.State.QUEUED, deliveries__gt=0)
-    if running.filter(make_way=True).exists() or running.count() < settings.Q_CLUSTER["workers"]:
+    running = list(  # a few rows (chunks queued and delivered): one query, decided here
+        Chunk.objects.filter(state=Chunk.State.QUEUED, deliveries__gt=0)
+        .order_by()
+        .values_list("pk", "make_way", "first_image_id", "last_image_id", named=True)
+    )
+    if len(running) < settings.Q_CLUSTER["workers"] or any(chunk.make_way for chunk in running):
         return
-    wide = running.filter(last_image_id__gte=F("first_image_id") + settings.RETAILPULSE["IN_FLIGHT"])
-    widest = wide.order_by((F("last_image_id") - F("first_image_id")).desc(), "pk").first()
-    if widest is not None:
+    widest = max(running, key=lambda chunk: (chunk.last_image_id - chunk.first_image_id, -chunk.pk))
+    if widest.last_image_id - widest.first_image_id >= settings.RETAILPULSE["IN_FLIGHT"]:
         Chunk.objects.filter(pk=widest.pk).update(make_way=True)
 
 
