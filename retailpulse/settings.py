@@ -29,6 +29,12 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def env_names(name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated list of names, upper-cased: `jpeg, png` is ("JPEG", "PNG")."""
+    value = os.environ.get(name) or default
+    return tuple(item.strip().upper() for item in value.split(",") if item.strip())
+
+
 def parse_delay_range(text: str) -> tuple[float, float]:
     """`0.1-0.4` is a uniform range in seconds, `0` (or any single number) a fixed delay."""
     low, _, high = text.partition("-")
@@ -207,6 +213,9 @@ RETAILPULSE = {
     "MAX_IMAGE_BYTES": env_int("RETAILPULSE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": env_int("RETAILPULSE_MAX_IMAGE_PIXELS", 64_000_000),
     "MAX_REDIRECTS": env_int("RETAILPULSE_MAX_REDIRECTS", 3),
+    # Formats measured (of jobs.imaging.MEASURED_FORMATS; a system check refuses other names). A
+    # well-formed image of any other format fails with "unsupported image format X".
+    "IMAGE_FORMATS": env_names("RETAILPULSE_IMAGE_FORMATS", "JPEG,MPO,PNG,GIF,WEBP,BMP,TIFF,HEIF,AVIF"),
     # API tokens (DRF's authtoken: `manage.py drf_create_token USER`) required on every /api/ call.
     "API_TOKENS": env_bool("RETAILPULSE_API_TOKENS", False),
     # Requests per client, e.g. "120/min"; empty means no limit.

@@ -1,0 +1,21 @@
+"""System checks of the jobs settings (run by manage.py: migrate, qcluster, check)."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+from jobs.imaging import MEASURED_FORMATS
+
+
+@register
+def check_image_formats(app_configs, **kwargs) -> list[Error]:
+    formats = settings.RETAILPULSE["IMAGE_FORMATS"]
+    unknown = [name for name in formats if name not in MEASURED_FORMATS]
+    if not formats or unknown:
+        return [
+            Error(
+                f"RETAILPULSE_IMAGE_FORMATS names {', '.join(unknown) or 'no format'}",
+                hint=f"Choose among {', '.join(MEASURED_FORMATS)}.",
+                id="retailpulse.E001",
+            )
+        ]
+    return []
