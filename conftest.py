@@ -73,6 +73,7 @@ class ImageServer(LocalServer):
     """A local HTTP server with every kind of answer an image host gives.
 
     /img/W x H.EXT         an image of that size (jpg, png, webp, gif)
+    /sample/NAME           a file of jobs/tests/image_samples.py (every kind a phone or camera makes)
     /status/CODE           an empty answer with that status
     /notimage              an HTML page
     /truncated             a JPEG whose connection closes halfway through its Content-Length
@@ -114,6 +115,10 @@ class ImageServer(LocalServer):
             width, height = (int(n) for n in size.split("x"))
             image_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}[ext]
             self.send(handler, 200, make_image(width, height, image_format), f"image/{ext}")
+        elif kind == "sample":
+            from jobs.tests.image_samples import ALL
+
+            self.send(handler, 200, ALL[segments[1]])
         elif kind == "status":
             self.send(handler, int(segments[1]), b"")
         elif kind == "notimage":

@@ -1,6 +1,6 @@
 """Completion callbacks: the signed POST of a finished job's status to the client's `callback_url`.
 
-The POST goes through the image fetcher's guard (jobs/imaging.py): http(s) only, and unless
+The POST goes through the image fetcher's guard (jobs/imaging/fetch.py): http(s) only, and unless
 RETAILPULSE_FETCH_ALLOW_PRIVATE is set, no loopback, private or other non-public address, checked on
 the addresses the connection really uses. Redirects are not followed (a 3xx is a failed attempt).
 

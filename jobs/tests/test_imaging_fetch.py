@@ -1,4 +1,4 @@
-"""jobs.imaging against the local image server: sizes, failures, caps, redirects and SSRF refusals.
+"""jobs.imaging.fetch against the local image server: sizes, failures, caps, redirects and SSRF refusals.
 
 No database, no internet: every URL goes to the local server on 127.0.0.1 or is refused before
 any connection is made.
@@ -12,14 +12,13 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import make_image
 from jobs.imaging import (
+    MEASURED_FORMATS,
     FetchLimits,
     ImageError,
     PublicAddressResolver,
     check_url,
     fetch_image_size,
-    image_size,
     is_public_address,
     open_session,
 )
@@ -33,6 +32,7 @@ def limits(**overrides) -> FetchLimits:
         "max_pixels": 50_000_000,
         "max_redirects": 3,
         "allow_private": True,
+        "formats": MEASURED_FORMATS,
     }
     return FetchLimits(**(values | overrides))
 
@@ -151,34 +151,18 @@ def test_size_cap(image_server, path):
 
 def test_pixel_cap(image_server):
     message = fetch_error(image_server.url("/img/3000x3000.jpg"), max_pixels=1_000_000)
-    assert message.startswith("too many pixels")
+    assert message == "too many pixels: 3000x3000 (over 1,000,000)"
 
 
-# --- image_size ------------------------------------------------------------------------------
+def test_a_phone_photo_is_measured_as_displayed(image_server):
+    # 460 KB of EXIF and ICC blocks before the frame header, EXIF orientation 6.
+    assert fetch(image_server.url("/sample/big-metadata.jpg")) == (80, 120)
 
 
-def test_image_size_accepts_exactly_max_pixels():
-    assert image_size(make_image(1000, 1000, "PNG"), max_pixels=1_000_000) == (1000, 1000)
-
-
-def test_image_size_refuses_between_max_and_twice_max_pixels():
-    # 1.5 M pixels: Pillow only warns between max_pixels and twice that; it must still be refused.
-    with pytest.raises(ImageError, match=r"^too many pixels"):
-        image_size(make_image(1500, 1000, "PNG"), max_pixels=1_000_000)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        pytest.param(make_image(10, 10, "BMP"), id="bmp"),
-        pytest.param(make_image(10, 10, "TIFF"), id="tiff"),
-        pytest.param(b"", id="empty"),
-        pytest.param(make_image(10, 10, "PNG")[:20], id="cut-png-header"),
-    ],
-)
-def test_image_size_refuses_other_formats(data):
-    with pytest.raises(ImageError, match=r"^not an image"):
-        image_size(data, max_pixels=1_000_000)
+def test_an_unsupported_format_is_named(image_server):
+    assert fetch_error(image_server.url("/sample/icon.ico"), formats=("JPEG",)) == (
+        "unsupported image format ICO (accepted: JPEG)"
+    )
 
 
 # --- redirects -------------------------------------------------------------------------------

@@ -4,11 +4,17 @@ import threading
 import time
 
 from jobs import processing
-from jobs.imaging import FetchLimits
+from jobs.imaging import MEASURED_FORMATS, FetchLimits
 from jobs.processing import Outcome
 
 LIMITS = FetchLimits(
-    total_timeout=5, connect_timeout=2, max_bytes=5_000_000, max_pixels=50_000_000, max_redirects=3, allow_private=True
+    total_timeout=5,
+    connect_timeout=2,
+    max_bytes=5_000_000,
+    max_pixels=50_000_000,
+    max_redirects=3,
+    allow_private=True,
+    formats=MEASURED_FORMATS,
 )
 
 

@@ -10,6 +10,7 @@ from django_q.models import OrmQ
 from jobs import tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.tests.helpers import submit, visit, wait_for_job
+from jobs.tests.image_samples import MEASURED, REFUSED
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,6 +43,29 @@ def test_job_completes_with_a_result_per_image(client, stores, image_server, sta
     assert (job.images_total, job.images_done, job.images_failed) == (5, 5, 0)
     assert job.started_at is not None
     assert job.finished_at >= job.started_at
+
+
+def test_every_kind_of_image_gets_its_exact_result(client, stores, image_server, start_cluster):
+    """Phone, camera and scanner formats measured as displayed; other formats and non-images refused
+    with an error that says which."""
+    start_cluster()
+    names = sorted({**MEASURED, **REFUSED})
+    response = submit(client, [visit("S1", *(image_server.url(f"/sample/{name}") for name in names))])
+    job_id = response.json()["job_id"]
+
+    assert wait_for_job(client, job_id)["status"] == "failed"
+    results = {
+        r.url.rsplit("/", 1)[1]: (r.status, r.width, r.height, r.perimeter, r.error)
+        for r in ImageResult.objects.filter(job_id=job_id)
+    }
+    measured = {name: ("done", w, h, 2 * (w + h), "") for name, (_data, (w, h)) in MEASURED.items()}
+    assert {name: results[name] for name in MEASURED} == measured
+    refused = {
+        name: (status, w, h, p, error.startswith(REFUSED[name][1]))
+        for name, (status, w, h, p, error) in results.items()
+        if name in REFUSED
+    }
+    assert refused == {name: ("failed", None, None, None, True) for name in REFUSED}
 
 
 def test_failed_images_and_unknown_stores_fail_the_job(client, stores, image_server, start_cluster):

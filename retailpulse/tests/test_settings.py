@@ -105,3 +105,19 @@ def test_an_unknown_log_format_is_refused():
 def test_every_model_change_has_its_migration():
     result = run_manage("makemigrations", "--check", "--dry-run", DJANGO_DEBUG="1")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_formats_are_a_list_of_names():
+    result = run_manage(
+        *("shell", "-v", "0", "-c", "from django.conf import settings; print(settings.RETAILPULSE['IMAGE_FORMATS'])"),
+        DJANGO_DEBUG="1",
+        RETAILPULSE_IMAGE_FORMATS=" jpeg, heif ,png",
+    )
+    assert result.stdout.strip() == "('JPEG', 'HEIF', 'PNG')", result.stderr
+
+
+def test_an_image_format_that_is_not_measured_is_refused():
+    result = run_manage("check", DJANGO_DEBUG="1", RETAILPULSE_IMAGE_FORMATS="JPEG,ICO")
+    assert result.returncode != 0
+    assert "RETAILPULSE_IMAGE_FORMATS names ICO" in result.stderr
+    assert "Choose among JPEG, MPO, PNG, GIF, WEBP, BMP, TIFF, HEIF, AVIF." in result.stderr
