@@ -100,8 +100,6 @@ class HeaderReader:
                 return False
             self._refuse_unknown()
         self._name, self._reader = found
-        if self._name in MEASURED_FORMATS:
-            self._refuse_unless_accepted(self._name)
         self._wanted = next(self._reader)
         return True
 
@@ -369,11 +367,11 @@ def _isobmff() -> Reader:
     offset = size
     while True:  # the meta box is usually next; an mdat before it is skipped, never read
         size, kind, header = yield from _box(offset)
+        if size == 0:  # the last box, running to the end of the file
+            raise ImageError(f"broken {image_format}: no meta box")
         if kind == b"meta":
             width, height = yield from _primary_image_size(image_format, offset + header + 4, offset + size)
             return Size(image_format, width, height)
-        if size == 0:
-            raise ImageError(f"broken {image_format}: no meta box")
         offset += size
 
 
