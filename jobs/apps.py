@@ -6,4 +6,4 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
-        from jobs import checks  # noqa: F401  (registers the system checks)
+        from jobs import checks, watchdog  # noqa: F401  (register the system checks and the watchdog)

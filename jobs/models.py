@@ -88,27 +88,41 @@ class Visit(models.Model):
 
 
 class Chunk(models.Model):
-    """A slice of a job's images processed by one task. Only a few chunks of each job are queued
-    at a time (see `jobs.services.queue_next_chunks`), so jobs take turns on the workers."""
+    """A slice of a job's images, measured by one worker at a time under a lease.
+
+    A worker claims a pending chunk whose lease is free or ran out (services.claim_chunk), renews the
+    lease while it works, and releases it when it finishes or hands the chunk back. A worker that
+    dies or freezes stops renewing: its lease runs out and any worker, on any machine, takes over.
+    """
 
     class State(models.TextChoices):
-        WAITING = "waiting"
-        QUEUED = "queued"
+        PENDING = "pending"
         DONE = "done"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
     number = models.PositiveIntegerField()
     first_image_id = models.BigIntegerField()
     last_image_id = models.BigIntegerField()
-    state = models.CharField(max_length=16, choices=State.choices, default=State.WAITING)
-    deliveries = models.PositiveIntegerField(default=0)
-    # Set while every worker is busy and a new job waits: the running delivery hands the chunk back
-    # at its next batch, so the new job gets a worker within a second (services._make_way).
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # The current claim's random id, empty when no worker holds the chunk; the claim lasts until
+    # leased_until unless renewed.
+    claim = models.CharField(max_length=32, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    # Claims that ended with the lease running out (the worker died or froze): MAX_DELIVERIES of
+    # them fail the chunk's remaining images. Hand-backs (deadline, making way) do not count.
+    expired_leases = models.PositiveIntegerField(default=0)
+    # Attempts that raised (a database error mid-write, a bug): each backs off, the last fails the
+    # chunk's remaining images with the error's text.
+    errors = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)  # no claim before this (backoff)
+    # Set while every worker is busy and a new job waits: the holder hands the chunk back at its
+    # next batch, so the new job gets a worker within a second (services.submission._make_way).
     make_way = models.BooleanField(default=False)
-    # "host pid" of the worker process of the latest delivery: where a chunk ran, across machines.
+    # "host pid" of the worker process of the latest claim: where a chunk ran, across machines.
     worker = models.CharField(max_length=128, blank=True)
-    # Seconds its tasks took to fetch and measure its images (outcomes are written meanwhile),
-    # summed over its deliveries: the fetch latency histogram of /metrics.
+    # Seconds its claims took to fetch and measure its images (outcomes are written meanwhile),
+    # summed over its claims: the fetch latency histogram of /metrics.
     fetch_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
@@ -116,8 +130,8 @@ class Chunk(models.Model):
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="chunk_job_number")]
         indexes = [
             models.Index(fields=["job", "state", "number"], name="chunk_job_state"),
-            # The few queued chunks of every job, which a submit looks at to make way.
-            models.Index(fields=["state"], condition=models.Q(state="queued"), name="chunk_queued"),
+            # The few pending chunks of every job, which every claim and submit look at.
+            models.Index(fields=["state"], condition=models.Q(state="pending"), name="chunk_pending"),
         ]
 
     def __str__(self) -> str:

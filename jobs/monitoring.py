@@ -7,8 +7,9 @@ Any web process answers the same. The qcluster heartbeat is django-q2's cluster 
 qcluster writes every half second to the shared "cluster" cache (a database table).
 """
 
+from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -58,7 +59,25 @@ def readiness() -> dict[str, str]:
         checks["cluster"] = "ok" if clusters else f"no qcluster heartbeat in the last {HEARTBEAT_MAX_AGE:g} s"
     except DatabaseError as exc:
         checks["cluster"] = f"cannot read the heartbeat: {_first_line(exc)}"
+    try:
+        checks["progress"] = _progress()
+    except DatabaseError as exc:
+        checks["progress"] = f"cannot read the jobs: {_first_line(exc)}"
     return checks
+
+
+def _progress() -> str:
+    """A heartbeat says a cluster lives, not that it works: "ok" unless chunks wait and no image
+    outcome was recorded for READY_PROGRESS_AFTER seconds."""
+    limit = settings.RETAILPULSE["READY_PROGRESS_AFTER"]
+    waiting = Chunk.objects.filter(state=Chunk.State.PENDING).count()
+    if not waiting:
+        return "ok"
+    latest = Job.objects.filter(status=Job.Status.ONGOING).aggregate(latest=Max("progressed_at"))["latest"]
+    idle = (timezone.now() - latest).total_seconds() if latest else 0.0
+    if idle <= limit:
+        return "ok"
+    return f"no image outcome for {idle:.0f} s while {waiting} chunks wait (limit {limit} s)"
 
 
 class RetailPulseCollector(Collector):
@@ -93,16 +112,19 @@ class RetailPulseCollector(Collector):
         queue.add_metric(["taken"], broker.lock_size())
         yield queue
 
-        chunk_states = dict(
-            Chunk.objects.exclude(state=Chunk.State.DONE).order_by().values_list("state").annotate(n=Count("id"))
+        now = timezone.now()
+        pending = Chunk.objects.filter(state=Chunk.State.PENDING)
+        counts = pending.aggregate(
+            held=Count("id", filter=Q(leased_until__gt=now)),
+            free=Count("id", filter=Q(leased_until__isnull=True) | Q(leased_until__lte=now)),
         )
         chunks = GaugeMetricFamily(
             "retailpulse_chunks_unfinished",
-            "Chunks not yet done: waiting (held back so jobs take turns) and queued.",
+            "Chunks not yet done: held (a worker's lease runs) and free (waiting for a claim, or backing off).",
             labels=["state"],
         )
-        for state in (Chunk.State.WAITING, Chunk.State.QUEUED):
-            chunks.add_metric([state.value], chunk_states.get(state.value, 0))
+        for state in ("held", "free"):
+            chunks.add_metric([state], counts[state])
         yield chunks
 
         timed = Chunk.objects.filter(fetch_seconds__isnull=False)
@@ -114,7 +136,7 @@ class RetailPulseCollector(Collector):
         yield HistogramMetricFamily(
             "retailpulse_chunk_fetch_seconds",
             "Seconds the task of one chunk (up to CHUNK_SIZE images, IN_FLIGHT at a time) took to fetch and "
-            "measure its images, summed over its deliveries.",
+            "measure its images, summed over its claims.",
             buckets=[(f"{le:g}", buckets[f"le{i}"]) for i, le in enumerate(FETCH_BUCKETS)]
             + [("+Inf", buckets["count"])],
             sum_value=buckets["sum"] or 0.0,

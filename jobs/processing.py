@@ -155,8 +155,7 @@ def measure_images(
 
     Setting `stop` (between two batches) cancels the images in flight, which stay pending: the
     outcomes already measured still come out in a last batch. Cancelling rather than waiting for
-    them: a worker with 350 images in flight that finishes about 200 a second (the second machine,
-    README) takes nearly 2 s to see the last of them through.
+    them: 350 images in flight can take seconds to see through.
     """
     report: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
     fetch = _fetch_loop(limits, in_flight)
@@ -171,15 +170,17 @@ def measure_images(
             deadline=deadline,
         )
     )
-    while True:
-        try:
-            batch = report.get(timeout=max(0.0, deadline + STOP_GRACE - time.monotonic()))
-        except queue.Empty:
-            log.error("image fetcher did not stop at its deadline; leaving it behind")
-            break
-        if batch is _FINISHED:
-            break
-        yield batch
-        if stop is not None and stop.is_set():
-            measuring.cancel()  # _measure_all still reports what it measured, then _FINISHED
-    measuring.cancel()  # a no-op unless the fetcher overran its deadline
+    try:
+        while True:
+            try:
+                batch = report.get(timeout=max(0.0, deadline + STOP_GRACE - time.monotonic()))
+            except queue.Empty:
+                log.error("image fetcher did not stop at its deadline; leaving it behind")
+                break
+            if batch is _FINISHED:
+                break
+            yield batch
+            if stop is not None and stop.is_set():
+                measuring.cancel()  # _measure_all still reports what it measured, then _FINISHED
+    finally:
+        measuring.cancel()  # a no-op unless the fetcher overran its deadline, or the caller stopped early

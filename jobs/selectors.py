@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -44,8 +44,18 @@ def chunk_pending_images(chunk: Chunk) -> QuerySet:
     ).values_list("id", "url")
 
 
+def claimable_chunks(now: datetime) -> QuerySet:
+    """Chunks a worker may claim: pending, not held (or held under a lease that ran out), and not
+    backing off after an error."""
+    return (
+        Chunk.objects.filter(state=Chunk.State.PENDING)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    )
+
+
 def chunk_must_make_way(chunk_id: int) -> bool:
-    """Whether a submit asked the chunk's running delivery to hand it back (services._make_way)."""
+    """Whether a submit asked the chunk's holder to hand it back (services.chunks._make_way)."""
     return Chunk.objects.filter(pk=chunk_id, make_way=True).exists()
 
 

@@ -1,42 +1,65 @@
 """django-q2 entry points. Each runs in a qcluster worker process."""
 
+import contextlib
+import logging
 import threading
 import time
 
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
-from jobs import callbacks, imaging, processing, selectors, services
+from jobs import callbacks, imaging, processing, selectors, services, watchdog
+
+log = logging.getLogger(__name__)
 
 
-def process_chunk(chunk_id: int) -> str:
-    """Measure the pending images of one chunk, write their outcomes, then queue the next chunk."""
-    config = settings.RETAILPULSE
-    chunk = services.start_chunk(chunk_id)
-    if chunk is None:
-        return "already done"
-    if chunk.deliveries > config["MAX_DELIVERIES"]:
-        services.fail_pending_images(
-            chunk, f"gave up after {chunk.deliveries - 1} deliveries of its task (its worker kept dying)"
-        )
+def work_on_next_chunk() -> str:
+    """Claim the next chunk, measure its pending images under the lease, end the claim; then wake
+    another worker if more chunks wait."""
+    claim = services.claim_chunk()
+    if claim is None:
+        return "nothing to claim"
+    with watchdog.working():
+        result = _measure_chunk(claim)
+    if selectors.claimable_chunks(timezone.now()).exists():
+        services.wake_workers()
+    return f"job {claim.chunk.job_id} chunk {claim.chunk.number}: {result}"
+
+
+def _measure_chunk(claim: services.Claim) -> str:
+    config, chunk = settings.RETAILPULSE, claim.chunk
+    if chunk.expired_leases > config["MAX_DELIVERIES"]:
+        services.fail_chunk(chunk, f"gave up: its worker died or froze {chunk.expired_leases} times measuring it")
         return "gave up"
     images = list(selectors.chunk_pending_images(chunk))
     started = time.monotonic()
-    making_way = threading.Event()
+    renew_at, held, stop = started + config["LEASE_RENEW"], True, threading.Event()
     batches = processing.measure_images(
         images,
         limits=imaging.FetchLimits.from_settings(config),
         in_flight=config["IN_FLIGHT"],
         gpu_delay=config["GPU_DELAY"],
-        deadline=time.monotonic() + config["CHUNK_DEADLINE"],
-        stop=making_way,
+        deadline=started + config["CHUNK_DEADLINE"],
+        stop=stop,
     )
-    for outcomes in batches:  # written while the next images are fetched
-        if outcomes:
-            services.record_outcomes(chunk.job_id, outcomes)
-        if not making_way.is_set() and selectors.chunk_must_make_way(chunk.pk):
-            making_way.set()  # the rest of the chunk goes back to the queue, behind the new job
-    services.finish_chunk(chunk, fetch_seconds=time.monotonic() - started, made_way=making_way.is_set())
-    return "made way for a new job" if making_way.is_set() else f"{len(images)} images"
+    try:
+        with contextlib.closing(batches):
+            for outcomes in batches:  # written while the next images are fetched
+                if outcomes:
+                    services.record_outcomes(chunk.job_id, outcomes)
+                if time.monotonic() >= renew_at:
+                    held, renew_at = services.renew_lease(claim), time.monotonic() + config["LEASE_RENEW"]
+                if not held or selectors.chunk_must_make_way(chunk.pk):
+                    stop.set()  # the images in flight stay pending: the next holder measures them
+    except Exception as exc:
+        # Not swallowed: logged with its traceback, and counted on the chunk, which backs off.
+        log.exception("chunk %s of job %s failed", chunk.number, chunk.job_id)
+        connection.close_if_unusable_or_obsolete()  # a cut connection reconnects for the record
+        return services.record_chunk_error(claim, f"{type(exc).__name__}: {exc}")
+    if not held:
+        return "lost its lease: another worker took the chunk over"
+    return services.end_claim(claim, fetch_seconds=time.monotonic() - started)
 
 
 def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attempt: int) -> str:
@@ -51,5 +74,5 @@ def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attemp
 
 
 def requeue_stalled_jobs() -> str:
-    """Every minute (a django-q2 schedule made by a migration): see services.requeue_stalled_jobs."""
+    """Every minute (a django-q2 schedule made by a migration): see services.chunks.requeue_stalled_jobs."""
     return f"requeued jobs {services.requeue_stalled_jobs()}"

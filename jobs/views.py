@@ -273,7 +273,7 @@ def healthz(request):
 
 @require_GET
 def readyz(request):
-    """Readiness: the database and the queue answer, and a qcluster has a recent heartbeat."""
+    """Readiness: the database and the queue answer, a qcluster has a recent heartbeat, work progresses."""
     checks = monitoring.readiness()
     ready = all(result == "ok" for result in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

@@ -227,22 +227,29 @@ RETAILPULSE = {
     "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
     "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),
     "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000),
-    # The most images of one chunk task: a job is cut into a multiple of WORKERS equal chunks no
-    # bigger than this (services.chunk_sizes). Bigger chunks waste less of a worker's window at
-    # their ends; a new job does not wait for them to end (services._make_way). README, Performance.
+    # The most images of one chunk: a job is cut into a multiple of WORKERS equal chunks no bigger
+    # than this (services.chunks.chunk_sizes). Bigger chunks waste less of a worker's window at their
+    # ends; a new job does not wait for them to end (services.chunks._make_way).
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 2000),
     # Images fetched concurrently by one worker process.
     "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 350),
-    # Chunk tasks of one job in the queue at once: one per worker and no spare, so the worker that a
-    # running chunk frees for a new job (services._make_way) takes the new job's chunk, not a
-    # spare of the big one (README, Performance).
-    "CHUNKS_PER_JOB": env_int("RETAILPULSE_CHUNKS_PER_JOB", 0) or WORKERS,
-    # A chunk stops fetching after this long and hands the rest of its images back to the queue.
+    # A claim stops fetching after this long and hands the rest of its chunk back.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
+    # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
+    # whose lease ran out (its worker died or froze) is claimed by any other worker.
+    "LEASE_SECONDS": env_float("RETAILPULSE_LEASE_SECONDS", 8.0),
+    "LEASE_RENEW": env_float("RETAILPULSE_LEASE_RENEW", 2.0),
+    # An idle worker process looks this often for a chunk nobody claimed (jobs.watchdog).
+    "WATCH_EVERY": env_float("RETAILPULSE_WATCH_EVERY", 1.0),
+    # Attempts of a chunk that raised (a database error mid-write): each backs off 2, 4, 8 ... s; the
+    # last fails the chunk's remaining images with the error.
+    "CHUNK_ATTEMPTS": env_int("RETAILPULSE_CHUNK_ATTEMPTS", 3),
     # An ongoing job with no image outcome for this long has its unfinished work queued again.
     "STALL_AFTER": env_int("RETAILPULSE_STALL_AFTER", 600),
-    # A chunk delivered this many times without finishing (its worker keeps dying) fails its images.
+    # A chunk whose lease ran out more often than this (its workers keep dying) fails its images.
     "MAX_DELIVERIES": env_int("RETAILPULSE_MAX_DELIVERIES", 5),
+    # /readyz fails when chunks wait and no image outcome was recorded for this long.
+    "READY_PROGRESS_AFTER": env_int("RETAILPULSE_READY_PROGRESS_AFTER", 60),
 }
 
 # --- Completion callbacks -------------------------------------------------------------------------
@@ -275,12 +282,14 @@ Q_CLUSTER = {
     "name": "retailpulse",
     "orm": "default",  # the queue lives in the same database: no extra service to run
     "workers": WORKERS,
-    # One prefetched task per worker: prefetched tasks wait in front of every later job.
+    # Chunk tasks only wake a worker up (the lease decides who measures what), so prefetched and
+    # redelivered tasks change no order: one claims the next chunk, or nothing.
     "queue_limit": WORKERS,
     "timeout": _task_timeout,
-    # A task not acknowledged within `retry` seconds is delivered again; it must outlast the
-    # longest chunk, or a slow chunk would be processed twice at once.
     "retry": _task_timeout + 10,
+    # A worker process is replaced after a task once its memory passes this (KiB): twice the peak
+    # of a worker under make bench (about 150 MiB), so only a leak or a pathological chunk hits it.
+    "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 300) * 1024,
     "max_attempts": 3,
     "ack_failures": True,
     "poll": 0.1,

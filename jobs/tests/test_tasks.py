@@ -1,7 +1,5 @@
 """Processing end to end: a real qcluster worker, a local image server, both databases."""
 
-import os
-import signal
 import time
 
 import pytest
@@ -109,30 +107,8 @@ def wait_for_first_image(job_id: int) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_chunk_is_redelivered_and_each_image_has_one_result(
-    client, stores, image_server, start_cluster, settings
-):
-    # Small chunks and a short deadline make the redelivery (after `retry` seconds) quick.
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
-    cluster = start_cluster(RETAILPULSE_CHUNK_DEADLINE="3", RETAILPULSE_GPU_DELAY="0.3-0.5", RETAILPULSE_WORKERS="1")
-    urls = [image_server.url(f"/img/{n}x10.png") for n in range(1, 41)]
-    job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
-    wait_for_first_image(job_id)
-    workers = cluster.worker_pids()
-    assert workers, "no worker process found"
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
-
-    assert wait_for_job(client, job_id, timeout=90) == {"status": "completed", "job_id": job_id}
-    results = ImageResult.objects.filter(job_id=job_id)
-    assert results.count() == 40
-    assert sorted(results.values_list("width", flat=True)) == list(range(1, 41))
-    job = Job.objects.get(pk=job_id)
-    assert (job.images_done, job.images_failed) == (40, 0)
-
-
 def test_small_job_is_not_queued_behind_a_big_one(client, stores, image_server, start_cluster, settings):
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 20, "CHUNKS_PER_JOB": 2}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 20}
     start_cluster(RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="20")
     big = submit(client, [visit("S1", *[image_server.url(f"/img/{n}x5.png") for n in range(1, 401)])]).json()["job_id"]
     time.sleep(0.5)
@@ -148,7 +124,7 @@ def test_a_running_chunk_makes_way_for_a_new_job_when_every_worker_is_busy(
     client, stores, image_server, start_cluster, settings
 ):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "CHUNKS_PER_JOB": 1, "IN_FLIGHT": 10}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "IN_FLIGHT": 10}
     start_cluster(RETAILPULSE_WORKERS="1", RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="10")
     urls = [image_server.url(f"/img/{n}x5.png") for n in range(1, 601)]
     big = submit(client, [visit("S1", *urls)]).json()["job_id"]  # two chunks of 300: about 4 s each
@@ -163,11 +139,11 @@ def test_a_running_chunk_makes_way_for_a_new_job_when_every_worker_is_busy(
         id__range=(first.first_image_id, first.last_image_id), processed_at__gt=small_done_at
     )
     assert after_small.exists(), "the big job's first chunk ran to its end before the small job started"
-    assert first.deliveries == 1  # the delivery that made way is not counted against MAX_DELIVERIES
+    assert (first.expired_leases, first.errors) == (0, 0)  # making way is not counted against anything
     assert sorted(ImageResult.objects.filter(job_id=big).values_list("width", flat=True)) == list(range(1, 601))
 
 
-# --- The task in this process: its deadline and its delivery limit ------------------------------
+# --- The task in this process --------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -181,44 +157,32 @@ def in_process(settings):
     return settings.RETAILPULSE
 
 
-def only_chunk(job_id: int) -> Chunk:
-    return Chunk.objects.get(job_id=job_id)
-
-
-def test_chunk_deadline_hands_unfinished_images_back_to_the_queue(client, stores, image_server, in_process):
+def test_the_chunk_deadline_hands_unfinished_images_back(client, stores, image_server, in_process):
     in_process["CHUNK_DEADLINE"] = 1.0
     fast, slow = image_server.url("/img/4x4.png"), image_server.url("/slow?seconds=4")
     job_id = submit(client, [visit("S1", fast, slow)]).json()["job_id"]
-    chunk = only_chunk(job_id)
 
-    started = time.monotonic()
-    tasks.process_chunk(chunk.pk)
+    assert tasks.work_on_next_chunk() == f"job {job_id} chunk 0: handed back"
 
-    assert time.monotonic() - started < 3.5
     statuses = dict(ImageResult.objects.filter(job_id=job_id).values_list("url", "status"))
     assert statuses == {fast: "done", slow: "pending"}
-    chunk.refresh_from_db()
-    assert chunk.state == "queued"
-    assert OrmQ.objects.count() == 2  # the original delivery and the hand-back
+    chunk = Chunk.objects.get(job_id=job_id)
+    assert (chunk.state, chunk.claim, chunk.expired_leases, chunk.errors) == ("pending", "", 0, 0)
+    assert tasks.work_on_next_chunk().startswith(f"job {job_id} chunk 0: ")  # free again at once
 
 
-def test_chunk_delivered_too_often_fails_its_images(client, stores, image_server, in_process):
-    in_process["MAX_DELIVERIES"] = 2
+def test_a_task_with_nothing_to_claim_wakes_nobody(client, stores, image_server, in_process):
     job_id = submit(client, [visit("S1", image_server.url("/img/4x4.png"))]).json()["job_id"]
-    chunk = only_chunk(job_id)
-    Chunk.objects.filter(pk=chunk.pk).update(deliveries=2)
+    OrmQ.objects.all().delete()
 
-    assert tasks.process_chunk(chunk.pk) == "gave up"
-
-    body = client.get(f"/api/status?jobid={job_id}").json()
-    assert body["status"] == "failed"
-    assert body["error"][0]["error"].endswith("gave up after 2 deliveries of its task (its worker kept dying)")
-    assert tasks.process_chunk(chunk.pk) == "already done"
+    assert tasks.work_on_next_chunk() == f"job {job_id} chunk 0: done"
+    assert tasks.work_on_next_chunk() == "nothing to claim"
+    assert OrmQ.objects.count() == 0
 
 
 def test_two_clusters_share_a_job_and_process_each_image_once(client, stores, image_server, start_cluster, settings):
     """The scale-out topology: several qclusters (on several machines) on one database."""
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10, "CHUNKS_PER_JOB": 8}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
     clusters = [start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.05-0.1") for _ in range(2)]
     urls = [image_server.url(f"/img/{n}x3.png") for n in range(1, 201)]
     job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
@@ -247,4 +211,4 @@ def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, sta
 
     assert wait_for_job(client, job_id, timeout=60) == {"status": "completed", "job_id": job_id}
     assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 81))
-    assert max(Chunk.objects.filter(job_id=job_id).values_list("deliveries", flat=True)) == 1  # none redelivered
+    assert max(Chunk.objects.filter(job_id=job_id).values_list("expired_leases", flat=True)) == 0  # none ran out

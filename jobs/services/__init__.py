@@ -1,0 +1,50 @@
+"""Writes, by concern, in the order a job flows through them: submission (a job and its rows),
+chunks (cutting a job up, claiming under a lease), outcomes (image results, ending a job),
+callbacks (the completion POST), operations (what operators do from the admin)."""
+
+from jobs.services.callbacks import record_callback_attempt
+from jobs.services.chunks import (
+    Claim,
+    add_chunks,
+    chunk_sizes,
+    claim_chunk,
+    end_claim,
+    fail_chunk,
+    record_chunk_error,
+    renew_lease,
+    requeue_stalled_jobs,
+    wake_workers,
+)
+from jobs.services.operations import cancel_job, retry_failed_images
+from jobs.services.outcomes import record_outcomes
+from jobs.services.submission import (
+    UNKNOWN_STORE,
+    IdempotencyKeyReused,
+    Submission,
+    VisitInput,
+    create_job,
+    submit_job,
+)
+
+__all__ = [
+    "UNKNOWN_STORE",
+    "Claim",
+    "IdempotencyKeyReused",
+    "Submission",
+    "VisitInput",
+    "add_chunks",
+    "cancel_job",
+    "chunk_sizes",
+    "claim_chunk",
+    "create_job",
+    "end_claim",
+    "fail_chunk",
+    "record_callback_attempt",
+    "record_chunk_error",
+    "record_outcomes",
+    "renew_lease",
+    "requeue_stalled_jobs",
+    "retry_failed_images",
+    "submit_job",
+    "wake_workers",
+]

@@ -1,0 +1,148 @@
+"""Recording image outcomes and ending jobs.
+
+Every function here is safe to run twice for the same input (a chunk can be measured twice: a
+worker that froze and lost its lease wakes up): image rows change only from `pending`, counters
+add only the rows that changed, and a job is finished once, each by a conditional UPDATE in one
+transaction.
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from jobs import selectors
+from jobs.models import ImageResult, Job
+from jobs.processing import Outcome
+from jobs.services.callbacks import queue_callback
+
+# One structured line per job event (created, started, finished), per failed image and per callback
+# attempt: the message reads well as text, the `extra` fields are what LOG_FORMAT=json shows.
+events = logging.getLogger("retailpulse.events")
+
+
+def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tuple]) -> int:
+    """Give pending image rows `status`, `processed_at = at` and per-row values; return how many
+    changed. `columns` maps each column to its PostgreSQL type; each row is (id, *its values).
+
+    Not bulk_update: on SQLite its CASE/WHEN per column took 0.12-0.3 s per 100 rows under the
+    write lock. SQLite runs one prepared UPDATE per row (about 5 us a row). PostgreSQL takes the
+    batch as arrays in one statement (unnest): per-row statements cost it 22 us of server and 17 us
+    of client CPU a row, the arrays 15 and 6.
+    """
+    if not rows:
+        return 0
+    table = connection.ops.quote_name(ImageResult._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+            cursor.execute(
+                f"UPDATE {table} AS image SET status = %s, processed_at = %s,"
+                f" {', '.join(f'{name} = outcome.{name}' for name in columns)}"
+                f" FROM unnest(%s::bigint[], {arrays}) AS outcome(id, {', '.join(columns)})"
+                f" WHERE image.id = outcome.id AND image.status = 'pending'",
+                [status, at, *(list(values) for values in zip(*rows, strict=True))],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, processed_at = %s, {', '.join(f'{name} = %s' for name in columns)}"
+                f" WHERE id = %s AND status = 'pending'",
+                [(status, at, *values, image_id) for image_id, *values in rows],
+            )
+        return cursor.rowcount
+
+
+def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
+    """Write a batch of image outcomes and add what really changed to the job's counters."""
+    recorded_at = timezone.now()
+    now = connection.ops.adapt_datetimefield_value(recorded_at)
+    done_rows, failed_rows = [], []
+    for o in outcomes:
+        if o.error:
+            failed_rows.append((o.image_id, o.error))
+        else:
+            done_rows.append((o.image_id, o.width, o.height, 2 * (o.width + o.height), ""))
+    with transaction.atomic():
+        done = _set_pending_images(
+            ImageResult.Status.DONE.value,
+            now,
+            {"width": "integer", "height": "integer", "perimeter": "integer", "error": "text"},
+            done_rows,
+        )
+        failed = _set_pending_images(ImageResult.Status.FAILED.value, now, {"error": "text"}, failed_rows)
+        if failed:
+            _log_failed_images(job_id, [row[0] for row in failed_rows], recorded_at)
+        if done or failed:
+            Job.objects.filter(pk=job_id).update(
+                images_done=F("images_done") + done,
+                images_failed=F("images_failed") + failed,
+                progressed_at=recorded_at,
+            )
+            finish_job_if_complete(job_id)
+
+
+def _log_failed_images(job_id: int, image_ids: list[int], failed_at: datetime) -> None:
+    """One line per image this batch failed: those it changed carry its timestamp (a repeat or a
+    late outcome for a cancelled image changes nothing, and is not logged)."""
+    failed = (
+        ImageResult.objects.filter(id__in=image_ids, status=ImageResult.Status.FAILED, processed_at=failed_at)
+        .order_by("id")
+        .values_list("id", "visit__store_code", "url", "error")
+    )
+    for image_id, store_id, url, error in failed:
+        events.warning(
+            "job %s image %s of store %s failed: %s: %s",
+            job_id,
+            image_id,
+            store_id,
+            url,
+            error,
+            extra={
+                "event": "image.failed",
+                "job_id": job_id,
+                "image_id": image_id,
+                "store_id": store_id,
+                "url": url,
+                "error": error,
+            },
+        )
+
+
+def finish_job_if_complete(job_id: int) -> None:
+    """Mark the job completed or failed once every image is done or failed: exactly once.
+
+    The one place a job ends (at submit, after its last outcome, on cancel, or again after a retry),
+    so its completion callback is queued here, in the same transaction.
+    """
+    finished = Job.objects.filter(
+        pk=job_id, status=Job.Status.ONGOING, images_total=F("images_done") + F("images_failed")
+    ).update(
+        status=Case(When(images_failed__gt=0, then=Value(Job.Status.FAILED)), default=Value(Job.Status.COMPLETED)),
+        finished_at=timezone.now(),
+    )
+    if not finished:
+        return
+    Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+    job = Job.objects.get(pk=job_id)
+    events.info(
+        "job %s finished: %s (%s done, %s failed of %s images)",
+        job.pk,
+        job.status,
+        job.images_done,
+        job.images_failed,
+        job.images_total,
+        extra={
+            "event": "job.finished",
+            "job_id": job.pk,
+            "status": job.status,
+            "images_done": job.images_done,
+            "images_failed": job.images_failed,
+            "images": job.images_total,
+            "failed_stores": len(job.errors),
+        },
+    )
+    if job.callback_url:
+        queue_callback(job)
