@@ -26,6 +26,11 @@ def make_image(width: int, height: int, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
+class BackloggedServer(ThreadingHTTPServer):
+    # Workers open hundreds of connections at once; the default backlog of 5 drops their SYNs.
+    request_queue_size = 1024
+
+
 class LocalServer:
     """A threaded HTTP server on a free loopback port; `handle(handler)` answers each request."""
 
@@ -47,7 +52,7 @@ class LocalServer:
 
         for method in self.methods:
             setattr(Handler, f"do_{method}", Handler.answer)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = BackloggedServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -261,8 +266,10 @@ class Cluster(ServiceProcess):
         import psutil
 
         # django-q2 titles its processes (setproctitle): workers read "... idle" or "... processing <task>".
-        children = psutil.Process(self.process.pid).children(recursive=True)
-        titles = {p.pid: " ".join(p.cmdline()) for p in children}
+        titles = {}
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a worker just killed: gone, or a zombie until reaped
+                titles[child.pid] = " ".join(child.cmdline())
         return [pid for pid, title in titles.items() if title.endswith(" idle") or " processing " in title]
 
 

@@ -9,18 +9,21 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from jobs import callbacks, imaging, processing, selectors, services, watchdog
+from jobs import callbacks, imaging, processing, selectors, services
 
 log = logging.getLogger(__name__)
+
+# Held while this process measures a chunk: by a task, or by the watchdog thread (jobs.watchdog).
+measuring = threading.Lock()
 
 
 def work_on_next_chunk() -> str:
     """Claim the next chunk, measure its pending images under the lease, end the claim; then wake
     another worker if more chunks wait."""
-    claim = services.claim_chunk()
-    if claim is None:
-        return "nothing to claim"
-    with watchdog.working():
+    with measuring:
+        claim = services.claim_chunk()
+        if claim is None:
+            return "nothing to claim"
         result = _measure_chunk(claim)
     if selectors.claimable_chunks(timezone.now()).exists():
         services.wake_workers()

@@ -112,6 +112,10 @@ DATABASES = {
 if env_bool("DATABASE_PGBOUNCER", False):
     # PgBouncer in transaction mode cannot keep a server-side cursor across transactions.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A process frozen inside a transaction (a hung VM, a long GC pause) would hold its row locks, and
+    # with them every worker writing to the same job, until it woke; the server ends it instead.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c idle_in_transaction_session_timeout=10s"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and every worker process write to one file. WAL lets readers run beside the
     # writer; IMMEDIATE takes the write lock at BEGIN, so a transaction waits (up to the busy
