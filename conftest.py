@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import ipaddress
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ class LocalServer:
 
     methods = ("GET",)
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         server = self
@@ -47,9 +48,9 @@ class LocalServer:
 
         for method in self.methods:
             setattr(Handler, f"do_{method}", Handler.answer)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.base_url = f"http://{host}:{self.httpd.server_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
@@ -85,10 +86,10 @@ class ImageServer(LocalServer):
     /endless               an image header followed by bytes without end, no Content-Length
     """
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[str] = []
         self._switched_on: set[str] = set()
-        super().__init__()
+        super().__init__(host)
 
     def switch_on(self, key: str) -> None:
         self._switched_on.add(key)
@@ -169,6 +170,17 @@ def image_server():
     server = ImageServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def loopback_name() -> str:
+    """This machine's host name, checked to resolve to loopback only: a name that is neither an IP
+    literal nor `localhost`, so check_url lets it through and only the resolver keeps it off the
+    local servers."""
+    name = socket.gethostname()
+    addresses = {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    assert all(ipaddress.ip_address(a).is_loopback for a in addresses), f"{name}: {addresses}"
+    return name
 
 
 class CallbackReceiver(LocalServer):

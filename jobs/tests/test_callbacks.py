@@ -217,14 +217,28 @@ def test_a_redelivered_attempt_schedules_its_retry_once(stores, callback_receive
     assert job.callback_attempts == 1
 
 
-def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callback_receiver, settings):
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": False}
-    for hook in (callback_receiver.url("/private"), "http://localhost:9/private"):
+def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callback_receiver, settings, loopback_name):
+    port = callback_receiver.httpd.server_port
+    hooks = {
+        "literal": callback_receiver.url("/private"),
+        "localhost": f"http://localhost:{port}/private",
+        "name": f"http://{loopback_name}:{port}/private",  # only the resolver refuses this one
+    }
+
+    def deliver(hook: str) -> str:
         job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
         run_queued_callbacks()
         job.refresh_from_db()
-        assert job.callback_error.startswith("refused: "), job.callback_error
+        return job.callback_error
+
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": False}
+    errors = {k: deliver(hook) for k, hook in hooks.items()}
+    assert all(error.startswith("refused: ") for error in errors.values()), errors
     assert callback_receiver.received == []
+
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": True}
+    assert {k: deliver(hook) for k, hook in hooks.items()} == dict.fromkeys(hooks, "")
+    assert len(callback_receiver.requests_to("/private")) == 3
 
 
 def test_redirects_are_not_followed(stores, callback_receiver, local_callbacks):
