@@ -79,7 +79,9 @@ class ImageServer(LocalServer):
     /notimage              an HTML page
     /truncated             a JPEG whose connection closes halfway through its Content-Length
     /slow?seconds=S        waits S seconds, then answers with an image
-    /flaky/KEY?fail=N      503 for the first N requests of KEY, then an image
+    /flaky/KEY?fail=N&status=S&retry_after=R
+                           S (503) with Retry-After: R (0) for the first N requests of KEY, then an image
+    /dropped/KEY?fail=N    the first N requests of KEY get a status line, then the connection closes
     /redirect?to=URL       302 to URL
     /switch/KEY            404 until `server.switch_on(KEY)`, then an image
     /huge                  Content-Length of 1 GB (nothing sent)
@@ -135,7 +137,13 @@ class ImageServer(LocalServer):
             self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "flaky":
             if self._count(segments[1]) <= int(query.get("fail", "1")):
-                self.send(handler, 503, b"", Retry_After="0")
+                self.send(handler, int(query.get("status", "503")), b"", Retry_After=query.get("retry_after", "0"))
+            else:
+                self.send(handler, 200, jpeg, "image/jpeg")
+        elif kind == "dropped":
+            if self._count(segments[1]) <= int(query.get("fail", "1")):
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n")  # no end of headers
+                handler.close_connection = True
             else:
                 self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "redirect":

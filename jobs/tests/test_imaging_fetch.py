@@ -103,10 +103,29 @@ def test_http_error_is_reported_without_retry(image_server, status):
     assert image_server.requests.count(path) == 1
 
 
-def test_transient_error_is_retried(image_server):
-    path = f"/flaky/{uuid.uuid4().hex}?fail=1"
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_transient_error_is_retried(image_server, status):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=1&status={status}"
     assert fetch(image_server.url(path)) == (64, 48)
     assert image_server.requests.count(path) == 2
+
+
+def test_retry_after_is_honoured(image_server):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=1&retry_after=1"
+    started = time.monotonic()
+    assert fetch(image_server.url(path)) == (64, 48)
+    # Jittered backoff waits at most 0.5 s before the second attempt; 0.1 s of margin under the 1 s asked.
+    assert time.monotonic() - started >= 0.9
+    assert image_server.requests.count(path) == 2
+
+
+def test_a_connection_dropped_mid_response_is_retried(image_server):
+    # aiohttp resends a GET once by itself when the connection drops: the second drop is the fetcher's to retry.
+    path = f"/dropped/{uuid.uuid4().hex}?fail=2"
+    assert fetch(image_server.url(path)) == (64, 48)
+    assert image_server.requests.count(path) == 3
+    message = fetch_error(image_server.url(f"/dropped/{uuid.uuid4().hex}?fail=99"))
+    assert message == "connection lost (server disconnected) (after 3 attempts)"
 
 
 def test_persistent_transient_error_gives_up_after_three_attempts(image_server):
