@@ -151,6 +151,34 @@ def test_connection_refused():
     assert fetch_error(f"http://127.0.0.1:{closed_port()}/img/10x10.jpg").startswith("cannot connect")
 
 
+@pytest.fixture
+def unanswered_port():
+    """A port on 127.0.0.1 whose listener never accepts and whose backlog is full: a connect there hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    queued = []
+    for _ in range(16):
+        probe = socket.socket()
+        probe.settimeout(0.2)
+        try:
+            probe.connect(listener.getsockname())
+        except TimeoutError:
+            probe.close()
+            break
+        queued.append(probe)
+    else:
+        raise AssertionError("every connect was accepted: the backlog never filled")
+    yield listener.getsockname()[1]
+    for sock in [*queued, listener]:
+        sock.close()
+
+
+def test_connect_timeout(unanswered_port):
+    message = fetch_error(f"http://127.0.0.1:{unanswered_port}/img/10x10.jpg", connect_timeout=0.5, total_timeout=5)
+    assert message == "connect timed out after 0.5 s"
+
+
 def test_total_timeout(image_server):
     started = time.monotonic()
     message = fetch_error(image_server.url("/slow?seconds=3"), total_timeout=0.5)
