@@ -84,6 +84,10 @@ class ImageServer(LocalServer):
     /dropped/KEY?fail=N    the first N requests of KEY get a status line, then the connection closes
     /redirect?to=URL       302 to URL
     /switch/KEY            404 until `server.switch_on(KEY)`, then an image
+    /held/KEY?peers=N&wait=S
+                           an image once `server.release(KEY)` is called or N requests of KEY are in at
+                           once (then the later ones too), or after S seconds (30); `server.most_at_once(KEY)`
+                           is the most that were in at once
     /huge                  Content-Length of 1 GB (nothing sent)
     /endless               an image header followed by bytes without end, no Content-Length
     """
@@ -91,10 +95,33 @@ class ImageServer(LocalServer):
     def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[str] = []
         self._switched_on: set[str] = set()
+        self._held_now: dict[str, int] = {}
+        self._held_most: dict[str, int] = {}
+        self._released: set[str] = set()
+        self._held_changed = threading.Condition()
         super().__init__(host)
 
     def switch_on(self, key: str) -> None:
         self._switched_on.add(key)
+
+    def release(self, key: str) -> None:
+        with self._held_changed:
+            self._released.add(key)
+            self._held_changed.notify_all()
+
+    def most_at_once(self, key: str) -> int:
+        with self._held_changed:
+            return self._held_most.get(key, 0)
+
+    def _hold(self, key: str, peers: int, wait: float) -> None:
+        with self._held_changed:
+            self._held_now[key] = self._held_now.get(key, 0) + 1
+            self._held_most[key] = max(self._held_most.get(key, 0), self._held_now[key])
+            if self._held_now[key] >= peers:
+                self._released.add(key)
+                self._held_changed.notify_all()
+            self._held_changed.wait_for(lambda: key in self._released, wait)
+            self._held_now[key] -= 1
 
     @staticmethod
     def send(handler, status: int, body: bytes = b"", content_type: str = "application/octet-stream", **headers):
@@ -153,6 +180,9 @@ class ImageServer(LocalServer):
                 self.send(handler, 200, jpeg, "image/jpeg")
             else:
                 self.send(handler, 404, b"")
+        elif kind == "held":
+            self._hold(segments[1], int(query.get("peers", "0")) or sys.maxsize, float(query.get("wait", "30")))
+            self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "huge":
             handler.send_response(200)
             handler.send_header("Content-Length", str(10**9))

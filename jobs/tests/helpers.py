@@ -18,3 +18,12 @@ def wait_for_job(client, job_id: int, timeout: float = 60) -> dict:
             return body
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still ongoing after {timeout} s: {client.get(f'/api/jobs/{job_id}/').json()}")
+
+
+def wait_until(check, timeout: float = 20):
+    """Poll `check` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return result
