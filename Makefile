@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser bench load bench-admin bench-visits demo clean
+.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(VENV)/.installed lint browser
 # The admin's browser test drives Debian's Chromium; Playwright cannot download a browser here.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The admin screenshots in docs/, taken again by the browser test (a plain test run writes them to a
+# temporary folder).
+screenshots: $(VENV)/.installed browser
+	SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest -q jobs/tests/test_admin_browser.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

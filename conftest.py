@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import ipaddress
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ class LocalServer:
 
     methods = ("GET",)
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         server = self
@@ -52,9 +53,9 @@ class LocalServer:
 
         for method in self.methods:
             setattr(Handler, f"do_{method}", Handler.answer)
-        self.httpd = BackloggedServer(("127.0.0.1", 0), Handler)
+        self.httpd = BackloggedServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.base_url = f"http://{host}:{self.httpd.server_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
@@ -83,20 +84,49 @@ class ImageServer(LocalServer):
     /notimage              an HTML page
     /truncated             a JPEG whose connection closes halfway through its Content-Length
     /slow?seconds=S        waits S seconds, then answers with an image
-    /flaky/KEY?fail=N      503 for the first N requests of KEY, then an image
+    /flaky/KEY?fail=N&status=S&retry_after=R
+                           S (503) with Retry-After: R (0) for the first N requests of KEY, then an image
+    /dropped/KEY?fail=N    the first N requests of KEY get a status line, then the connection closes
     /redirect?to=URL       302 to URL
     /switch/KEY            404 until `server.switch_on(KEY)`, then an image
+    /held/KEY?peers=N&wait=S
+                           an image once `server.release(KEY)` is called or N requests of KEY are in at
+                           once (then the later ones too), or after S seconds (30); `server.most_at_once(KEY)`
+                           is the most that were in at once
     /huge                  Content-Length of 1 GB (nothing sent)
     /endless               an image header followed by bytes without end, no Content-Length
     """
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[str] = []
         self._switched_on: set[str] = set()
-        super().__init__()
+        self._held_now: dict[str, int] = {}
+        self._held_most: dict[str, int] = {}
+        self._released: set[str] = set()
+        self._held_changed = threading.Condition()
+        super().__init__(host)
 
     def switch_on(self, key: str) -> None:
         self._switched_on.add(key)
+
+    def release(self, key: str) -> None:
+        with self._held_changed:
+            self._released.add(key)
+            self._held_changed.notify_all()
+
+    def most_at_once(self, key: str) -> int:
+        with self._held_changed:
+            return self._held_most.get(key, 0)
+
+    def _hold(self, key: str, peers: int, wait: float) -> None:
+        with self._held_changed:
+            self._held_now[key] = self._held_now.get(key, 0) + 1
+            self._held_most[key] = max(self._held_most.get(key, 0), self._held_now[key])
+            if self._held_now[key] >= peers:
+                self._released.add(key)
+                self._held_changed.notify_all()
+            self._held_changed.wait_for(lambda: key in self._released, wait)
+            self._held_now[key] -= 1
 
     @staticmethod
     def send(handler, status: int, body: bytes = b"", content_type: str = "application/octet-stream", **headers):
@@ -139,7 +169,13 @@ class ImageServer(LocalServer):
             self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "flaky":
             if self._count(segments[1]) <= int(query.get("fail", "1")):
-                self.send(handler, 503, b"", Retry_After="0")
+                self.send(handler, int(query.get("status", "503")), b"", Retry_After=query.get("retry_after", "0"))
+            else:
+                self.send(handler, 200, jpeg, "image/jpeg")
+        elif kind == "dropped":
+            if self._count(segments[1]) <= int(query.get("fail", "1")):
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n")  # no end of headers
+                handler.close_connection = True
             else:
                 self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "redirect":
@@ -149,6 +185,9 @@ class ImageServer(LocalServer):
                 self.send(handler, 200, jpeg, "image/jpeg")
             else:
                 self.send(handler, 404, b"")
+        elif kind == "held":
+            self._hold(segments[1], int(query.get("peers", "0")) or sys.maxsize, float(query.get("wait", "30")))
+            self.send(handler, 200, jpeg, "image/jpeg")
         elif kind == "huge":
             handler.send_response(200)
             handler.send_header("Content-Length", str(10**9))
@@ -174,6 +213,17 @@ def image_server():
     server = ImageServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def loopback_name() -> str:
+    """This machine's host name, checked to resolve to loopback only: a name that is neither an IP
+    literal nor `localhost`, so check_url lets it through and only the resolver keeps it off the
+    local servers."""
+    name = socket.gethostname()
+    addresses = {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    assert all(ipaddress.ip_address(a).is_loopback for a in addresses), f"{name}: {addresses}"
+    return name
 
 
 class CallbackReceiver(LocalServer):

@@ -166,7 +166,10 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
             raise ImageError("host name not found") from None
         except aiohttp.ClientConnectorError as exc:
             raise ImageError(f"cannot connect ({exc.os_error.strerror or exc.os_error})") from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except aiohttp.ServerDisconnectedError:
+            # Not str(exc): after a partial answer it is the repr of the headers aiohttp had parsed.
+            raise TransientError("connection lost (server disconnected)") from None
+        except aiohttp.ClientOSError as exc:
             raise TransientError(f"connection lost ({exc})") from None
         except aiohttp.InvalidURL as exc:
             raise ImageError(f"invalid URL ({exc})") from None

@@ -1,3 +1,4 @@
+import contextlib
 import time
 
 
@@ -18,3 +19,15 @@ def wait_for_job(client, job_id: int, timeout: float = 60) -> dict:
             return body
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still ongoing after {timeout} s: {client.get(f'/api/jobs/{job_id}/').json()}")
+
+
+def wait_until(check, timeout: float = 20, what: str = "the condition", ignore: tuple = ()):
+    """Poll `check` until it returns something true, and return that; exceptions of the `ignore`
+    types count as not yet (a server still starting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(*ignore):
+            if result := check():
+                return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -5,6 +5,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 
+from jobs.models import Job
 from jobs.tests.helpers import submit, visit
 
 pytestmark = pytest.mark.django_db
@@ -54,11 +55,27 @@ def test_probes_and_docs_stay_open_with_tokens_on(client, tokens_on, path):
     assert client.get(path).status_code == 200
 
 
-def test_reads_over_the_rate_get_a_json_429(client, retailpulse):
-    retailpulse["THROTTLE_RATES"] = {"read": "2/min"}
-    answers = [client.get("/api/status?jobid=1") for _ in range(3)]
+def read(client):
+    return client.get("/api/status?jobid=1")
 
-    assert [a.status_code for a in answers] == [400, 400, 429]
+
+def submit_one(client):
+    return submit(client, [VISIT])
+
+
+@pytest.mark.parametrize(
+    ("scope", "call", "answer", "other_scope_call"),
+    [
+        ("read", read, 400, submit_one),  # job 1 does not exist yet: 400 {}
+        ("submit", submit_one, 201, read),
+    ],
+)
+def test_calls_over_their_rate_get_a_json_429(client, retailpulse, scope, call, answer, other_scope_call):
+    retailpulse["THROTTLE_RATES"] = {scope: "2/min"}
+    answers = [call(client) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [answer, answer, 429]
     assert answers[2].json()["error"].startswith("Request was throttled")
     assert int(answers[2]["Retry-After"]) > 0
-    assert submit(client, [VISIT]).status_code == 201  # submits have their own rate (none here)
+    assert other_scope_call(client).status_code != 429  # each scope has its own rate (none here)
+    assert Job.objects.count() == (2 if scope == "submit" else 1)  # the throttled submit created nothing

@@ -198,13 +198,36 @@ def test_cancel_fails_pending_images_with_a_reason(admin_client):
     assert (job.images_done, job.images_failed) == (1, 2)  # a chunk still running changes nothing
 
 
-def test_actions_need_the_change_permission(client):
+@pytest.fixture
+def viewer_client(client):
+    """A staff user who may view jobs but not change them."""
     viewer = User.objects.create_user("viewer", password="x-Strong-pass-1", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
     client.login(username="viewer", password="x-Strong-pass-1")
-    response = client.get(JOBS)
+    return client
+
+
+def test_a_viewer_sees_no_action(viewer_client):
+    response = viewer_client.get(JOBS)
     assert response.status_code == 200
     assert "retry_failed_images" not in response.content.decode()
+    assert "cancel_jobs" not in response.content.decode()
+
+
+@pytest.mark.parametrize("action", ["retry_failed_images", "cancel_jobs"])
+def test_a_viewers_action_post_is_refused_and_changes_nothing(viewer_client, action):
+    failed, ongoing = make_job(("S1", 2)), make_job(("S2", 2))
+    fail_all(failed)
+
+    def state():
+        return list(Job.objects.order_by("id").values()), list(ImageResult.objects.order_by("id").values())
+
+    before = state()
+    response = run_action(viewer_client, action, failed, ongoing)
+
+    assert response.status_code == 200
+    assert not list(response.context["messages"])  # the action did not run, nor report anything
+    assert state() == before
 
 
 def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, settings):

@@ -1,9 +1,12 @@
 """The operator's path through the admin in a real browser (Debian's Chromium, driven by Playwright).
 
 Log in, open the failed jobs, read a job's error, retry its failed images once the image host
-serves them, and see the job complete. The screenshots in docs/ come from this test.
+serves them, and see the job complete. The screenshots in docs/ come from this test: it writes them
+to SCREENSHOTS_DIR, which `make screenshots` points at docs/; unset, to a temporary folder, so that a
+test run leaves the tree as it was.
 """
 
+import os
 import uuid
 from pathlib import Path
 
@@ -11,12 +14,10 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import BASE_DIR
 from jobs.tests.helpers import submit, visit, wait_for_job
 from stores.models import Store
 
 CHROMIUM = "/usr/bin/chromium"
-DOCS = BASE_DIR / "docs"
 PASSWORD = "a-Strong-operator-pass-1"
 
 
@@ -35,14 +36,19 @@ def page(monkeypatch):
         browser.close()
 
 
-def screenshot(page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(Path(DOCS, name)), full_page=True)
+@pytest.fixture
+def screenshot(tmp_path):
+    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+
+    def take(page, name: str) -> None:
+        page.screenshot(path=str(folder / name), full_page=True)
+
+    return take
 
 
 @pytest.mark.django_db(transaction=True)
 def test_operator_finds_a_failure_retries_it_and_the_job_completes(
-    client, live_server, page, image_server, start_cluster
+    client, live_server, page, screenshot, image_server, start_cluster
 ):
     User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
     Store.objects.bulk_create([Store(store_id=s, name=f"{s} General Store", area_code="7000") for s in ("S1", "S2")])

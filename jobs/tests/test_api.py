@@ -371,6 +371,14 @@ def test_job_images_pages_with_a_cursor(client):
     assert seen == [f"{URL}?{i}" for i in range(5)]
 
 
+def test_job_images_pages_hold_at_most_1000_images(client):
+    job_id = make_job(client, *[visit("S00339218", *[f"{URL}?{v}-{i}" for i in range(500)]) for v in range(3)])
+
+    page = client.get(f"/api/jobs/{job_id}/images/?page_size=5000").json()
+    assert len(page["results"]) == 1000
+    assert len(client.get(page["next"]).json()["results"]) == 500
+
+
 def test_job_images_rejects_an_unknown_status_filter(client):
     job_id = make_job(client, visit("S00339218", URL))
     response = client.get(f"/api/jobs/{job_id}/images/?status=weird")

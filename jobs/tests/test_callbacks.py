@@ -3,8 +3,7 @@
 import hashlib
 import hmac
 import json
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -14,7 +13,7 @@ from django_q.scheduler import scheduler
 from jobs import callbacks, services, tasks
 from jobs.models import ImageResult, Job
 from jobs.processing import Outcome
-from jobs.tests.helpers import submit, visit, wait_for_job
+from jobs.tests.helpers import submit, visit, wait_for_job, wait_until
 from stores.models import Store
 
 URL = "https://images.example.com/1.jpg"
@@ -159,23 +158,27 @@ def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback
     hook = callback_receiver.url("/hook/flaky?fail=2")
     job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
 
-    before = timezone.now()
-    assert run_queued_callbacks() == ["pending"]
-    job.refresh_from_db()
-    assert (job.callback_status, job.callback_attempts, job.callback_error) == ("pending", 1, "HTTP 500")
-    [retry] = callback_schedules()
-    assert retry.func == "jobs.tasks.deliver_callback"
-    assert timedelta(seconds=29) < retry.next_run - before < timedelta(seconds=32)  # BACKOFF
+    def scheduled_between(attempt) -> tuple[datetime, datetime, datetime]:
+        """Run one attempt: (before it, its retry's next_run, after it)."""
+        before = timezone.now()
+        assert attempt() == ["pending"]
+        after = timezone.now()
+        [retry] = callback_schedules()
+        assert retry.func == "jobs.tasks.deliver_callback"
+        return before, retry.next_run, after
 
     def run_due_schedule() -> list[str]:
         callback_schedules().update(next_run=timezone.now() - timedelta(seconds=1))
         scheduler()  # django-q2's own scheduler (qcluster runs it every 30 s) queues the task
         return run_queued_callbacks()
 
-    before = timezone.now()
-    assert run_due_schedule() == ["pending"]
-    [retry] = callback_schedules()
-    assert timedelta(seconds=59) < retry.next_run - before < timedelta(seconds=62)  # doubled
+    # The retry is due BACKOFF seconds after the moment it is scheduled, some time during the attempt.
+    before, next_run, after = scheduled_between(run_queued_callbacks)
+    assert before + timedelta(seconds=30) <= next_run <= after + timedelta(seconds=30)
+    job.refresh_from_db()
+    assert (job.callback_status, job.callback_attempts, job.callback_error) == ("pending", 1, "HTTP 500")
+    before, next_run, after = scheduled_between(run_due_schedule)
+    assert before + timedelta(seconds=60) <= next_run <= after + timedelta(seconds=60)  # doubled
     assert run_due_schedule() == ["delivered"]
 
     attempts = callback_receiver.requests_to("/hook/flaky")
@@ -217,14 +220,28 @@ def test_a_redelivered_attempt_schedules_its_retry_once(stores, callback_receive
     assert job.callback_attempts == 1
 
 
-def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callback_receiver, settings):
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": False}
-    for hook in (callback_receiver.url("/private"), "http://localhost:9/private"):
+def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callback_receiver, settings, loopback_name):
+    port = callback_receiver.httpd.server_port
+    hooks = {
+        "literal": callback_receiver.url("/private"),
+        "localhost": f"http://localhost:{port}/private",
+        "name": f"http://{loopback_name}:{port}/private",  # only the resolver refuses this one
+    }
+
+    def deliver(hook: str) -> str:
         job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
         run_queued_callbacks()
         job.refresh_from_db()
-        assert job.callback_error.startswith("refused: "), job.callback_error
+        return job.callback_error
+
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": False}
+    errors = {k: deliver(hook) for k, hook in hooks.items()}
+    assert all(error.startswith("refused: ") for error in errors.values()), errors
     assert callback_receiver.received == []
+
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": True}
+    assert {k: deliver(hook) for k, hook in hooks.items()} == dict.fromkeys(hooks, "")
+    assert len(callback_receiver.requests_to("/private")) == 3
 
 
 def test_redirects_are_not_followed(stores, callback_receiver, local_callbacks):
@@ -289,9 +306,7 @@ def test_a_processed_job_calls_back_once_through_the_workers(client, image_serve
     assert request["body"] == client.get(f"/api/status?jobid={job_id}").content
     # The worker signs with the key the web process has: both derive it from the same secret key.
     assert request["headers"]["X-RetailPulse-Signature"] == callbacks.signature(request["body"])
-    deadline = time.monotonic() + 10
-    while Job.objects.get(pk=job_id).callback_status != "delivered":
-        assert time.monotonic() < deadline, Job.objects.get(pk=job_id).callback_error
-        time.sleep(0.1)
-    time.sleep(1)
+    # Delivered, its task acknowledged and no retry scheduled: no other POST can come.
+    wait_until(lambda: Job.objects.get(pk=job_id).callback_status == "delivered" and not queued_callbacks())
+    assert not callback_schedules().exists()
     assert len(callback_receiver.requests_to("/done")) == 1

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from conftest import BASE_DIR
 from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
+from jobs.tests.helpers import wait_until
 from stores.models import Store
 
 URL = "https://images.example.com/1.jpg"
@@ -30,14 +30,6 @@ def metrics(client) -> dict[tuple, float]:
         for family in text_string_to_metric_families(response.content.decode())
         for sample in family.samples
     }
-
-
-def wait_until(check, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return result
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@
 
 import threading
 import time
+import uuid
 
 from jobs import processing
 from jobs.imaging import MEASURED_FORMATS, FetchLimits
@@ -18,11 +19,20 @@ LIMITS = FetchLimits(
 )
 
 
-def measure(images, *, in_flight=20, gpu_delay=(0.0, 0.0), deadline_in=30.0) -> list[list[Outcome]]:
-    batches = processing.measure_images(
-        images, limits=LIMITS, in_flight=in_flight, gpu_delay=gpu_delay, deadline=time.monotonic() + deadline_in
+def measure_images_lazily(images, *, in_flight=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None):
+    """The batches as the worker's task takes them, one at a time."""
+    return processing.measure_images(
+        images,
+        limits=LIMITS,
+        in_flight=in_flight,
+        gpu_delay=gpu_delay,
+        deadline=time.monotonic() + deadline_in,
+        stop=stop,
     )
-    return list(batches)
+
+
+def measure(images, **options) -> list[list[Outcome]]:
+    return list(measure_images_lazily(images, **options))
 
 
 def test_every_image_comes_back_exactly_once_across_batches(image_server, monkeypatch):
@@ -43,55 +53,54 @@ def test_every_image_comes_back_exactly_once_across_batches(image_server, monkey
 
 
 def test_in_flight_bounds_concurrent_fetches(image_server):
-    images = [(n, image_server.url(f"/slow?seconds=0.3&n={n}")) for n in range(4)]
+    # Each request is held until a fourth is in at the same time (never, if at most 3 are) or for 1 s.
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/held/{key}?peers=4&wait=1&n={n}")) for n in range(4)]
 
-    started = time.monotonic()
-    one_at_a_time = measure(images, in_flight=1)
-    serial = time.monotonic() - started
-    started = time.monotonic()
-    all_at_once = measure(images, in_flight=4)
-    parallel = time.monotonic() - started
+    outcomes = [o for batch in measure(images, in_flight=3) for o in batch]
 
-    assert sum(map(len, one_at_a_time)) == sum(map(len, all_at_once)) == 4
-    assert serial >= 1.2  # four 0.3 s answers, one after the other
-    assert parallel < serial
+    assert sorted(o.image_id for o in outcomes) == [0, 1, 2, 3]
+    assert image_server.most_at_once(key) == 3
 
 
 def test_images_unfinished_at_the_deadline_get_no_outcome(image_server):
-    images = [(1, image_server.url("/img/2x2.png")), (2, image_server.url("/slow?seconds=3"))]
+    key = uuid.uuid4().hex
+    images = [(1, image_server.url("/img/2x2.png")), (2, image_server.url(f"/held/{key}"))]
 
-    started = time.monotonic()
     outcomes = [o for batch in measure(images, deadline_in=1.0) for o in batch]
+    image_server.release(key)
 
-    assert time.monotonic() - started < 2.5
+    # Held past the 5 s fetch timeout, image 2 would come back failed had the deadline not ended the wait.
     assert outcomes == [Outcome(1, 2, 2)]  # image 2 stays pending, for the chunk's next delivery
 
 
 def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_server, monkeypatch):
     monkeypatch.setattr(processing, "FLUSH_EVERY", 0.1)
-    images = [(1, image_server.url("/slow?seconds=1"))]
+    key = uuid.uuid4().hex
+    batches = []
 
-    batches = measure(images)
+    for batch in measure_images_lazily([(1, image_server.url(f"/held/{key}"))]):
+        batches.append(batch)
+        if batches.count([]) == 5:  # the caller got five turns while the image hung: let it through
+            image_server.release(key)
 
+    # Held past the 5 s fetch timeout, the image would come back failed had the caller not had its turns.
     assert [o for batch in batches for o in batch] == [Outcome(1, 64, 48)]
-    assert batches.count([]) >= 5  # the caller got a turn about every 0.1 s while it waited
 
 
 def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_server, monkeypatch):
     monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    key = uuid.uuid4().hex
     images = [(1, image_server.url("/img/2x2.png"))]
-    images += [(n, image_server.url(f"/slow?seconds=10&n={n}")) for n in range(2, 6)]
+    images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in range(2, 6)]
     stop = threading.Event()
-    batches = processing.measure_images(
-        images, limits=LIMITS, in_flight=5, gpu_delay=(0.0, 0.0), deadline=time.monotonic() + 30, stop=stop
-    )
 
-    started = time.monotonic()
     outcomes = []
-    for batch in batches:
+    for batch in measure_images_lazily(images, in_flight=5, stop=stop):
         outcomes += batch
         if outcomes:
             stop.set()
+    image_server.release(key)
 
-    assert time.monotonic() - started < 3  # not the 10 s of the hanging images
+    # Held past the 5 s fetch timeout, images 2-5 would come back failed had stop not cancelled them.
     assert outcomes == [Outcome(1, 2, 2)]  # images 2-5 stay pending, for the chunk's next delivery
