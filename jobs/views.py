@@ -13,7 +13,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import exports, monitoring, openapi, selectors, services
+from jobs import api, exports, monitoring, openapi, selectors, services
 from jobs.models import ImageResult
 from jobs.serializers import (
     ImageResultSerializer,
@@ -158,7 +158,7 @@ class CSVRenderer(renderers.BaseRenderer):
         raise NotImplementedError("the CSV export is streamed by the view")
 
 
-class JobImagesView(generics.ListAPIView):
+class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
     """GET /api/jobs/<id>/images/?store_id=&status=: per-image results, paginated, or all as CSV."""
 
     throttle_scope = "read"
@@ -182,14 +182,6 @@ class JobImagesView(generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Only the streamed export is CSV. Everything else this view answers (errors, OPTIONS
-        # metadata; schemathesis found the latter reaching the CSV renderer: a 500) is JSON,
-        # whatever format the client asked for.
-        if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
-            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
-        return super().finalize_response(request, response, *args, **kwargs)
 
     def filters(self) -> dict:
         job_id = self.kwargs["job_id"]
