@@ -4,7 +4,7 @@ cannot say them exactly: the error body, the empty `{}` of an unknown job, the s
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
-from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, ImageResult, Job
+from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, Job
 
 ERROR = {
     "type": "object",
@@ -125,17 +125,13 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     "the same key with another body is a 422.",
 )
 JOBID = OpenApiParameter("jobid", int, OpenApiParameter.QUERY, required=True, description="The job id.")
-IMAGE_FILTERS = [
-    OpenApiParameter("store_id", str, OpenApiParameter.QUERY, description="Only this store's images."),
-    OpenApiParameter("status", str, OpenApiParameter.QUERY, enum=ImageResult.Status.values),
-    OpenApiParameter(
-        "format",
-        str,
-        OpenApiParameter.QUERY,
-        enum=["json", "csv"],
-        description="`csv` streams every matching image (no pages); the default is JSON pages.",
-    ),
-]
+IMAGE_FORMAT = OpenApiParameter(
+    "format",
+    str,
+    OpenApiParameter.QUERY,
+    enum=["json", "csv"],
+    description="`csv` streams every matching image (no pages); the default is JSON pages.",
+)
 SUBMIT_EXAMPLE = OpenApiExample(
     "two visits",
     value={

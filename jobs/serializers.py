@@ -21,6 +21,7 @@ from stores.selectors import area_exists, store_exists
 MISSING = {"required": "missing", "null": "must not be null"}
 DATETIME_FORMATS = [ISO_8601, "%Y-%m-%d %H:%M:%S"]
 MAX_URL_LENGTH = 2048
+IMAGE_PAGE_SIZE, MAX_IMAGE_PAGE_SIZE = 100, 1000
 SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 # The URLs nearly every client sends (a plain host name, a port of at most 4 digits): each one
 # that matches passes the full check below (a property test says so), at a fraction of its cost.
@@ -255,6 +256,25 @@ class ImageResultSerializer(serializers.ModelSerializer):
         fields = list(IMAGE_COLUMNS)
         # Output only: every field is always there (the schema says so).
         extra_kwargs = {name: {"required": True} for name in fields if name not in ("id", "store_id", "visit_time")}
+
+
+class ImagesQuerySerializer(serializers.Serializer):
+    """The query of GET /api/jobs/<id>/images/ besides its cursor (the paginator's) and format."""
+
+    store_id = serializers.CharField(required=False, trim_whitespace=False, help_text="Only this store's images.")
+    status = serializers.ChoiceField(
+        ImageResult.Status.choices,
+        required=False,
+        error_messages={"invalid_choice": f"expected one of {', '.join(ImageResult.Status.values)}"},
+        help_text="Only images with this status.",
+    )
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        error_messages={"invalid": "expected a positive integer", "min_value": "expected a positive integer"},
+        help_text=f"Images per page (JSON only), {IMAGE_PAGE_SIZE} unless given; a value over {MAX_IMAGE_PAGE_SIZE} "
+        f"gives {MAX_IMAGE_PAGE_SIZE}.",
+    )
 
 
 class RFC3339Field(serializers.DateTimeField):

@@ -14,9 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import api, exports, monitoring, openapi, selectors, services
-from jobs.models import ImageResult
 from jobs.serializers import (
+    IMAGE_PAGE_SIZE,
+    MAX_IMAGE_PAGE_SIZE,
     ImageResultSerializer,
+    ImagesQuerySerializer,
     JobDetailSerializer,
     SubmitJobSerializer,
     VisitsQuerySerializer,
@@ -133,9 +135,9 @@ class ImagePagination(pagination.CursorPagination):
     """Cursor pages cost the same on page 1 and page 1,000 of a 100,000-image job."""
 
     ordering = "id"
-    page_size = 100
+    page_size = IMAGE_PAGE_SIZE
     page_size_query_param = "page_size"
-    max_page_size = 1000
+    max_page_size = MAX_IMAGE_PAGE_SIZE
 
     def get_paginated_response_schema(self, schema):
         link = {"type": "string", "format": "uri", "nullable": True}
@@ -170,13 +172,15 @@ class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
     @extend_schema(
         operation_id="job_images",
         summary="A job's image results (JSON pages, or every one as CSV)",
-        parameters=openapi.IMAGE_FILTERS,
+        parameters=[ImagesQuerySerializer, openapi.IMAGE_FORMAT],
         responses={
             (200, "application/json"): ImageResultSerializer(many=True),
             (200, "text/csv"): OpenApiResponse(
                 OpenApiTypes.STR, description="CSV: a header line, then one line per image (RFC 4180, UTF-8)."
             ),
-            (400, "application/json"): openapi.error("An unknown status filter or cursor."),
+            (400, "application/json"): openapi.error(
+                "An unknown status filter, a page size that is not a positive integer."
+            ),
             (404, "application/json"): openapi.error("No such job."),
         },
     )
@@ -184,13 +188,13 @@ class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def filters(self) -> dict:
+        """The job's and the query's checks (the page size too, unused by the CSV export), then the filters."""
         job_id = self.kwargs["job_id"]
         if job_id > MAX_ID or selectors.get_job(job_id) is None:
             raise NotFound(f"job {job_id} not found")
-        wanted_status = self.request.query_params.get("status")
-        if wanted_status and wanted_status not in ImageResult.Status.values:
-            raise ValidationError({"status": f"expected one of {', '.join(ImageResult.Status.values)}"})
-        return {"store_id": self.request.query_params.get("store_id"), "status": wanted_status}
+        query = ImagesQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return {"store_id": query.validated_data.get("store_id"), "status": query.validated_data.get("status")}
 
     def get_queryset(self):
         return selectors.job_images(self.kwargs["job_id"], **self.filters())

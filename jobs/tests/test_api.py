@@ -410,6 +410,22 @@ def test_job_images_rejects_an_unknown_status_filter(client):
     assert response.json() == {"error": "status: expected one of pending, done, failed"}
 
 
+@pytest.mark.parametrize("page_size", ["abc", "0", "-3", "2.5"])
+@pytest.mark.parametrize("export", ["", "&format=csv"])
+def test_job_images_reject_a_page_size_that_is_not_a_positive_integer(client, page_size, export):
+    job_id = make_job(client, visit("S00339218", URL))
+    response = client.get(f"/api/jobs/{job_id}/images/?page_size={page_size}{export}")
+    assert (response.status_code, response.json()) == (400, {"error": "page_size: expected a positive integer"})
+
+
+def test_job_images_give_at_most_1000_a_page_and_read_empty_parameters_as_absent(client):
+    job_id = make_job(client, *[visit("S00339218", *[f"{URL}?{v}-{i}" for i in range(500)]) for v in range(3)])
+    assert len(client.get(f"/api/jobs/{job_id}/images/?page_size=5000").json()["results"]) == 1000
+    page = client.get(f"/api/jobs/{job_id}/images/?page_size=&status=&store_id=&cursor=&format=")
+    assert page.status_code == 200
+    assert len(page.json()["results"]) == 100
+
+
 def test_submit_body_over_the_limit_is_a_json_413(client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = submit(client, [visit("S00339218", *[f"{URL}?{i}" for i in range(50)])])
