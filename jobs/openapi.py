@@ -1,7 +1,9 @@
 """The shapes of the API's bodies for the OpenAPI schema (drf-spectacular), where a serializer
 cannot say them exactly: the error body, the empty `{}` of an unknown job, the status body whose
-`error` list is there only when the job failed."""
+`error` list is there only when the job failed; and token authentication as it is configured."""
 
+from django.conf import settings
+from drf_spectacular.authentication import TokenScheme
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, Job
@@ -110,6 +112,18 @@ def contract_paths(result, generator, request, public):
     """drf-spectacular postprocessing hook: `/api/status/` (regex `^api/status/?$`) as `/api/status`."""
     result["paths"] = {(p[:-1] if p in SLASH_OPTIONAL else p): item for p, item in result["paths"].items()}
     return result
+
+
+class OptionalTokenScheme(TokenScheme):
+    """`Authorization: Token <key>` as configured: required with RETAILPULSE_API_TOKENS=1, and
+    optional (the empty requirement) when tokens are off, as OptionalTokenAuthentication is."""
+
+    target_class = "jobs.access.OptionalTokenAuthentication"
+    priority = 1
+
+    def get_security_requirement(self, auto_schema):
+        token = {self.name: []}
+        return [token] if settings.RETAILPULSE["API_TOKENS"] else [{}, token]
 
 
 def error(description: str) -> OpenApiResponse:

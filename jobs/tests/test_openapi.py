@@ -161,6 +161,16 @@ def test_the_schema_refuses_answers_outside_the_contract(client, api, path, stat
         api.validate_response(ContractRequest(request), DjangoOpenAPIResponse(wrong))
 
 
+@pytest.mark.parametrize(("tokens", "security"), [(False, [{}, {"tokenAuth": []}]), (True, [{"tokenAuth": []}])])
+def test_the_schema_declares_token_authentication_as_configured(client, settings, tokens, security):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": tokens}
+    schema = client.get("/api/schema/?format=json").json()
+    operations = [operation for path_item in schema["paths"].values() for operation in path_item.values()]
+    assert len(operations) == 5
+    assert all(operation["security"] == security for operation in operations)
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
+
+
 def test_the_schema_is_valid_and_generates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     text = (tmp_path / "schema.yaml").read_text()
