@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+MAX_JOB_ID = 2**63 - 1  # BIGINT: larger ids cannot exist, and would overflow a query
 
 
 class CallbackStatus(models.TextChoices):

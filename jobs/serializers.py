@@ -21,10 +21,29 @@ from stores.selectors import area_exists, store_exists
 MISSING = {"required": "missing", "null": "must not be null"}
 DATETIME_FORMATS = [ISO_8601, "%Y-%m-%d %H:%M:%S"]
 MAX_URL_LENGTH = 2048
+IMAGE_PAGE_SIZE, MAX_IMAGE_PAGE_SIZE = 100, 1000
 SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 # The URLs nearly every client sends (a plain host name, a port of at most 4 digits): each one
 # that matches passes the full check below (a property test says so), at a fraction of its cost.
 PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[1-9][0-9]{0,3})?(?:[/?#][^\s\x00-\x1f\x7f]*)?")
+
+# The URLs is_http_url takes, as the schema's pattern (a property test checks that each match
+# passes): http(s), a host, a port from 1 to 65535, no whitespace or control character. The host
+# is in ASCII (an IDN host as punycode) or an IPv6 address without a zone or IPv4 tail.
+_HOST_CHAR = openapi.char_class(c for c in map(chr, range(0x21, 0x7F)) if c not in "/?#@:[]")
+_USER_INFO_CHAR = openapi.char_class(c for c in map(chr, range(0x21, 0x7F)) if c not in "/?#[]")
+_URL_CHAR = openapi.char_class((c for c in openapi.BMP if SPACE_OR_CONTROL.match(c)), negated=True)
+_H16 = "[0-9A-Fa-f]{1,4}"
+# RFC 4291's text forms: 8 groups, or fewer around one `::`.
+_IPV6 = "|".join(
+    [f"({_H16}:){{7}}{_H16}", f"({_H16}:){{1,7}}:", f":((:{_H16}){{1,7}}|:)"]
+    + [f"({_H16}:){{1,{7 - n}}}(:{_H16}){{1,{n}}}" for n in range(1, 7)]
+)
+_PORT = "0*(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+HTTP_URL_PATTERN = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://({_USER_INFO_CHAR}*@)?({_HOST_CHAR}+|\[({_IPV6})\])(:({_PORT})?)?"
+    rf"([/?#]{_URL_CHAR}*)?$"
+)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -60,6 +79,7 @@ def parses_as_http_url(url: str) -> bool:
     return valid and not SPACE_OR_CONTROL.search(url)
 
 
+@extend_schema_field({"type": "string", "pattern": HTTP_URL_PATTERN, "maxLength": MAX_URL_LENGTH})
 class HttpUrlField(StrictCharField):
     default_error_messages = {
         "not_http": "expected an absolute http(s) URL, got {value!r}",
@@ -104,10 +124,9 @@ class HttpUrlListField(serializers.ListField):
 
 @extend_schema_field(
     {
-        "type": "string",
+        **openapi.DATE_TIME_INPUT,
         "description": "ISO 8601 / RFC 3339 (`2024-01-21T16:23:40Z`, offsets, fractions, a date alone meaning "
         "midnight) or `2024-01-21 16:23:40`; a time without a zone is UTC.",
-        "example": "2024-01-21T16:23:40Z",
     }
 )
 class VisitTimeField(serializers.DateTimeField):
@@ -119,11 +138,11 @@ class VisitSerializer(serializers.Serializer):
 
     store_id = StrictCharField(max_length=64)
     image_url = HttpUrlListField(
-        allow_empty=False,
+        min_length=1,
         error_messages={
             **MISSING,
             "not_a_list": "expected a non-empty list of URLs",
-            "empty": "expected a non-empty list of URLs",
+            "min_length": "expected a non-empty list of URLs",
         },
     )
     visit_time = VisitTimeField(
@@ -154,11 +173,11 @@ class SubmitJobSerializer(serializers.Serializer):
     count = StrictIntegerField(min_value=1, error_messages={"min_value": "must be at least 1"})
     visits = serializers.ListField(
         child=VisitSerializer(),
-        allow_empty=False,
+        min_length=1,
         error_messages={
             **MISSING,
             "not_a_list": "expected a non-empty list of visits",
-            "empty": "expected a non-empty list of visits",
+            "min_length": "expected a non-empty list of visits",
         },
     )
     callback_url = HttpUrlField(
@@ -249,6 +268,8 @@ class JobDetailSerializer(serializers.ModelSerializer):
 class ImageResultSerializer(serializers.ModelSerializer):
     store_id = serializers.CharField(source="visit.store_code")
     visit_time = serializers.DateTimeField(source="visit.visit_time")
+    # As submitted: an http(s) URL the submit took, not always an RFC 3986 `uri` (the model's format).
+    url = serializers.CharField()
 
     class Meta:
         model = ImageResult
@@ -257,6 +278,26 @@ class ImageResultSerializer(serializers.ModelSerializer):
         extra_kwargs = {name: {"required": True} for name in fields if name not in ("id", "store_id", "visit_time")}
 
 
+class ImagesQuerySerializer(serializers.Serializer):
+    """The query of GET /api/jobs/<id>/images/ besides its cursor (the paginator's) and format."""
+
+    store_id = serializers.CharField(required=False, trim_whitespace=False, help_text="Only this store's images.")
+    status = serializers.ChoiceField(
+        ImageResult.Status.choices,
+        required=False,
+        error_messages={"invalid_choice": f"expected one of {', '.join(ImageResult.Status.values)}"},
+        help_text="Only images with this status.",
+    )
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        error_messages={"invalid": "expected a positive integer", "min_value": "expected a positive integer"},
+        help_text=f"Images per page (JSON only), {IMAGE_PAGE_SIZE} unless given; a value over {MAX_IMAGE_PAGE_SIZE} "
+        f"gives {MAX_IMAGE_PAGE_SIZE}.",
+    )
+
+
+@extend_schema_field(openapi.DATE_TIME_INPUT)
 class RFC3339Field(serializers.DateTimeField):
     """A date-time query parameter. A `+` of an offset arrives as a space when the client did not
     encode it (`+05:30` -> ` 05:30`); it is read back as `+`."""

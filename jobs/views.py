@@ -13,18 +13,19 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import exports, monitoring, openapi, selectors, services
-from jobs.models import ImageResult
+from jobs import api, exports, monitoring, openapi, selectors, services
+from jobs.models import MAX_JOB_ID
 from jobs.serializers import (
+    IMAGE_PAGE_SIZE,
+    MAX_IMAGE_PAGE_SIZE,
     ImageResultSerializer,
+    ImagesQuerySerializer,
     JobDetailSerializer,
     SubmitJobSerializer,
     VisitsQuerySerializer,
     encode_cursor,
     idempotency_key,
 )
-
-MAX_ID = 2**63 - 1  # larger ids cannot exist (BIGINT), and would overflow the query
 
 
 def parse_job_id(raw: str | None, name: str) -> int:
@@ -61,9 +62,13 @@ class SubmitJobView(APIView):
         examples=[openapi.SUBMIT_EXAMPLE],
         responses={
             201: OpenApiResponse(openapi.JOB_CREATED, description="Job created (or replayed by Idempotency-Key)."),
-            400: openapi.error("A field missing or wrong, malformed JSON, a body that is not an object."),
+            400: openapi.error(
+                "A field missing or wrong, `count` not the number of visits, more images in the job than "
+                "RETAILPULSE_MAX_IMAGES_PER_JOB, malformed JSON, a body that is not an object."
+            ),
             413: openapi.error("The body is larger than RETAILPULSE_MAX_BODY_BYTES."),
             422: openapi.error("The Idempotency-Key was already used for a different body."),
+            **openapi.ACCESS_ERRORS,
         },
     )
     def post(self, request):
@@ -102,11 +107,12 @@ class JobStatusView(APIView):
                 description='`{}` for a job that does not exist; `{"error": ...}` when jobid is missing or '
                 "not an integer.",
             ),
+            **openapi.ACCESS_ERRORS,
         },
     )
     def get(self, request):
         job_id = parse_job_id(request.query_params.get("jobid"), "jobid")
-        job = selectors.get_job(job_id) if 0 < job_id <= MAX_ID else None
+        job = selectors.get_job(job_id) if 0 < job_id <= MAX_JOB_ID else None
         if job is None:
             return Response({}, status=status.HTTP_400_BAD_REQUEST)  # the contract's answer, to the letter
         return Response(selectors.status_body(job))
@@ -120,10 +126,11 @@ class JobDetailView(APIView):
     @extend_schema(
         operation_id="job_detail",
         summary="A job's counters, times and errors",
-        responses={200: JobDetailSerializer, 404: openapi.error("No such job.")},
+        parameters=[openapi.JOB_ID_PATH],
+        responses={200: JobDetailSerializer, 404: openapi.error("No such job."), **openapi.ACCESS_ERRORS},
     )
     def get(self, request, job_id: int):
-        job = selectors.get_job(job_id) if job_id <= MAX_ID else None
+        job = selectors.get_job(job_id) if job_id <= MAX_JOB_ID else None
         if job is None:
             raise NotFound(f"job {job_id} not found")
         return Response(JobDetailSerializer(job).data)
@@ -133,9 +140,9 @@ class ImagePagination(pagination.CursorPagination):
     """Cursor pages cost the same on page 1 and page 1,000 of a 100,000-image job."""
 
     ordering = "id"
-    page_size = 100
+    page_size = IMAGE_PAGE_SIZE
     page_size_query_param = "page_size"
-    max_page_size = 1000
+    max_page_size = MAX_IMAGE_PAGE_SIZE
 
     def get_paginated_response_schema(self, schema):
         link = {"type": "string", "format": "uri", "nullable": True}
@@ -158,7 +165,7 @@ class CSVRenderer(renderers.BaseRenderer):
         raise NotImplementedError("the CSV export is streamed by the view")
 
 
-class JobImagesView(generics.ListAPIView):
+class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
     """GET /api/jobs/<id>/images/?store_id=&status=: per-image results, paginated, or all as CSV."""
 
     throttle_scope = "read"
@@ -170,35 +177,32 @@ class JobImagesView(generics.ListAPIView):
     @extend_schema(
         operation_id="job_images",
         summary="A job's image results (JSON pages, or every one as CSV)",
-        parameters=openapi.IMAGE_FILTERS,
+        parameters=[openapi.JOB_ID_PATH, ImagesQuerySerializer, openapi.IMAGE_FORMAT],
         responses={
             (200, "application/json"): ImageResultSerializer(many=True),
             (200, "text/csv"): OpenApiResponse(
                 OpenApiTypes.STR, description="CSV: a header line, then one line per image (RFC 4180, UTF-8)."
             ),
-            (400, "application/json"): openapi.error("An unknown status filter or cursor."),
-            (404, "application/json"): openapi.error("No such job."),
+            (400, "application/json"): openapi.error(
+                "An unknown status filter, a page size that is not a positive integer."
+            ),
+            (404, "application/json"): openapi.error(
+                "No such job, a cursor not from a `next` or `previous` link, or an unknown format."
+            ),
+            **openapi.ACCESS_ERRORS,
         },
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Only the streamed export is CSV. Everything else this view answers (errors, OPTIONS
-        # metadata; schemathesis found the latter reaching the CSV renderer: a 500) is JSON,
-        # whatever format the client asked for.
-        if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
-            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
-        return super().finalize_response(request, response, *args, **kwargs)
-
     def filters(self) -> dict:
+        """The job's and the query's checks (the page size too, unused by the CSV export), then the filters."""
         job_id = self.kwargs["job_id"]
-        if job_id > MAX_ID or selectors.get_job(job_id) is None:
+        if job_id > MAX_JOB_ID or selectors.get_job(job_id) is None:
             raise NotFound(f"job {job_id} not found")
-        wanted_status = self.request.query_params.get("status")
-        if wanted_status and wanted_status not in ImageResult.Status.values:
-            raise ValidationError({"status": f"expected one of {', '.join(ImageResult.Status.values)}"})
-        return {"store_id": self.request.query_params.get("store_id"), "status": wanted_status}
+        query = ImagesQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return {"store_id": query.validated_data.get("store_id"), "status": query.validated_data.get("status")}
 
     def get_queryset(self):
         return selectors.job_images(self.kwargs["job_id"], **self.filters())
@@ -226,7 +230,11 @@ class VisitsView(APIView):
         parameters=[VisitsQuerySerializer],
         responses={
             200: OpenApiResponse(openapi.VISITS_BODY),
-            400: openapi.error("No filter, an unknown area or store, a date that does not parse, a bad cursor."),
+            400: openapi.error(
+                "No filter, an unknown area or store, a date that does not parse, `enddate` before `startdate`, "
+                "a bad cursor or page size."
+            ),
+            **openapi.ACCESS_ERRORS,
         },
     )
     def get(self, request):

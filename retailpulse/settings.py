@@ -194,6 +194,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "jobs.openapi.contract_paths",
+        "jobs.openapi.submit_limits",
+        "jobs.openapi.empty_query_values",
     ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatus": "jobs.models.Job.Status",

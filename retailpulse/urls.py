@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from jobs import api, views
@@ -13,8 +12,8 @@ urlpatterns = [
     path("api/jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job-detail"),
     path("api/jobs/<int:job_id>/images/", views.JobImagesView.as_view(), name="job-images"),
     # The documentation stays public when API tokens are required.
-    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny]), name="docs"),
+    path("api/schema/", api.SchemaView.as_view(permission_classes=[AllowAny]), name="schema"),
+    path("api/docs/", api.DocsView.as_view(url_name="schema", permission_classes=[AllowAny]), name="docs"),
     re_path(r"^api/", api.not_found),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
@@ -22,5 +21,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "jobs.api.bad_request"
 handler404 = "jobs.api.not_found"
 handler500 = "jobs.api.server_error"

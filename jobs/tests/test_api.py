@@ -237,6 +237,38 @@ def test_unknown_api_path_is_a_json_404(client):
     assert response.json() == {"error": "no such endpoint: GET /api/nothing-here"}
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs/1/images/?format=AAA",
+        "/api/status?jobid=1&format=xml",
+        "/api/schema/?format=x",
+        "/api/docs/?format=x",
+    ],
+)
+def test_an_unknown_format_is_a_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json() == {"error": "Not found."}
+
+
+def test_the_schema_and_docs_answer_errors_in_json(client):
+    response = client.post("/api/schema/")
+    assert (response.status_code, response.json()) == (405, {"error": 'Method "POST" not allowed.'})
+    refused = client.get("/api/schema/", HTTP_ACCEPT="image/png")
+    assert refused.status_code == 406
+    assert list(refused.json()) == ["error"]
+    assert client.get("/api/schema/").content.startswith(b"openapi: 3.0.3")  # the schema itself is still YAML
+
+
+def test_what_django_refuses_before_a_view_is_a_json_400_under_api(client):
+    response = client.get("/api/status?jobid=1", HTTP_HOST="evil.example")
+    assert (response.status_code, response.json()) == (400, {"error": "bad request (DisallowedHost)"})
+    too_many = client.get("/api/visits?" + "&".join(f"p{n}=1" for n in range(1001)))
+    assert (too_many.status_code, too_many.json()) == (400, {"error": "bad request (TooManyFieldsSent)"})
+    assert client.get("/admin/", HTTP_HOST="evil.example")["Content-Type"].startswith("text/html")
+
+
 # --- GET /api/status ---------------------------------------------------------------------------
 
 
@@ -384,6 +416,22 @@ def test_job_images_rejects_an_unknown_status_filter(client):
     response = client.get(f"/api/jobs/{job_id}/images/?status=weird")
     assert response.status_code == 400
     assert response.json() == {"error": "status: expected one of pending, done, failed"}
+
+
+@pytest.mark.parametrize("page_size", ["abc", "0", "-3", "2.5"])
+@pytest.mark.parametrize("export", ["", "&format=csv"])
+def test_job_images_reject_a_page_size_that_is_not_a_positive_integer(client, page_size, export):
+    job_id = make_job(client, visit("S00339218", URL))
+    response = client.get(f"/api/jobs/{job_id}/images/?page_size={page_size}{export}")
+    assert (response.status_code, response.json()) == (400, {"error": "page_size: expected a positive integer"})
+
+
+def test_job_images_give_at_most_1000_a_page_and_read_empty_parameters_as_absent(client):
+    job_id = make_job(client, *[visit("S00339218", *[f"{URL}?{v}-{i}" for i in range(500)]) for v in range(3)])
+    assert len(client.get(f"/api/jobs/{job_id}/images/?page_size=5000").json()["results"]) == 1000
+    page = client.get(f"/api/jobs/{job_id}/images/?page_size=&status=&store_id=&cursor=&format=")
+    assert page.status_code == 200
+    assert len(page.json()["results"]) == 100
 
 
 def test_submit_body_over_the_limit_is_a_json_413(client, settings):

@@ -2,6 +2,7 @@
 included, is validated against the schema the service serves, with openapi-core."""
 
 import io
+import json
 
 import pytest
 from django.core.exceptions import RequestDataTooBig
@@ -9,6 +10,7 @@ from django.core.management import call_command
 from django.http import HttpResponse
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
+from openapi_core.validation.request.exceptions import RequestValidationError
 from openapi_core.validation.response.exceptions import InvalidData
 
 from jobs import services
@@ -67,6 +69,8 @@ def test_every_answer_of_the_api_matches_the_schema(client, api, settings):
     def checked(response, status: int):
         assert response.status_code == status, response.content[:300]
         request = response.wsgi_request
+        if status < 300:  # what the API takes, the schema takes too
+            api.validate_request(ContractRequest(request))
         if response.streaming:
             body = b"".join(response.streaming_content)
             response = HttpResponse(body, status=status, content_type=response["Content-Type"])
@@ -123,6 +127,7 @@ def test_every_answer_of_the_api_matches_the_schema(client, api, settings):
     assert visits["next"]
     checked(client.get(visits["next"]), 200)
     checked(client.get("/api/visits?storeid=S1&startdate=2024-01-01T00:00:00Z&enddate=2024-12-31T00:00:00Z"), 200)
+    checked(client.get("/api/visits?storeid=S1&startdate=2024-01-01"), 200)
     checked(client.get("/api/visits"), 400)
     checked(client.get("/api/visits?area=NOWHERE"), 400)
 
@@ -159,6 +164,70 @@ def test_the_schema_refuses_answers_outside_the_contract(client, api, path, stat
     wrong = HttpResponse(body, status=status, content_type="application/json")
     with pytest.raises(InvalidData):
         api.validate_response(ContractRequest(request), DjangoOpenAPIResponse(wrong))
+
+
+def submit_body(**changes) -> dict:
+    return {"count": 1, "visits": [{**visit("S1", URL), **changes}]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/submit", submit_body(image_url=[])),
+        ("POST", "/api/submit", submit_body(image_url=["ftp://img.example.com/a.jpg"])),
+        ("POST", "/api/submit", submit_body(image_url=["http://img.example.com:0/a.jpg"])),
+        ("POST", "/api/submit", submit_body(image_url=[URL, URL, URL])),  # over RETAILPULSE_MAX_IMAGES_PER_VISIT
+        ("POST", "/api/submit", submit_body(store_id=" \u3000 ")),
+        ("POST", "/api/submit", submit_body(store_id="S\u00001")),
+        ("POST", "/api/submit", submit_body(visit_time="yesterday")),
+        ("POST", "/api/submit", {**submit_body(), "callback_url": "0"}),
+        ("POST", "/api/submit", {**submit_body(), "count": 0}),
+        ("POST", "/api/submit", {"count": 1, "visits": []}),
+        ("GET", "/api/status?jobid=0", None),
+        ("GET", "/api/status?jobid=9223372036854775808", None),
+        ("GET", "/api/status?jobid=abc", None),
+        ("GET", "/api/jobs/{job}/images/?page_size=0", None),
+        ("GET", "/api/jobs/{job}/images/?status=weird", None),
+        ("GET", "/api/visits?storeid=S1&page_size=5001", None),
+        ("GET", "/api/visits?startdate=2024-13-01", None),
+        ("GET", "/api/visits?area=%20", None),
+    ],
+)
+def test_requests_the_api_refuses_are_outside_the_schema(client, settings, method, path, body):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "MAX_IMAGES_PER_VISIT": 2}
+    job_id = make_job(client, visit("S1", URL))
+    response = client.generic(method, path.format(job=job_id), json.dumps(body), content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    schema = OpenAPI.from_dict(client.get("/api/schema/?format=json").json())  # served with these settings
+    with pytest.raises(RequestValidationError):
+        schema.validate_request(ContractRequest(response.wsgi_request))
+
+
+def test_every_optional_query_parameter_may_be_sent_empty(client):
+    """The API reads `?page_size=` as no page size (test_api.py), and the schema says so (openapi-core
+    casts an empty value all the same, so the requests above cannot show it)."""
+    schema = client.get("/api/schema/?format=json").json()
+    query = [
+        p for item in schema["paths"].values() for op in item.values() for p in op["parameters"] if p["in"] == "query"
+    ]
+    assert len(query) == 12
+    assert all(p.get("allowEmptyValue", False) is not p.get("required", False) for p in query)
+
+
+def test_an_image_url_is_shown_as_submitted_not_as_an_rfc_3986_uri(client):
+    """The submit takes http(s) URLs that RFC 3986 does not (`https://bücher.example/[1].jpg`)."""
+    schema = client.get("/api/schema/?format=json").json()
+    assert schema["components"]["schemas"]["ImageResult"]["properties"]["url"] == {"type": "string"}
+
+
+@pytest.mark.parametrize(("tokens", "security"), [(False, [{}, {"tokenAuth": []}]), (True, [{"tokenAuth": []}])])
+def test_the_schema_declares_token_authentication_as_configured(client, settings, tokens, security):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": tokens}
+    schema = client.get("/api/schema/?format=json").json()
+    operations = [operation for path_item in schema["paths"].values() for operation in path_item.values()]
+    assert len(operations) == 5
+    assert all(operation["security"] == security for operation in operations)
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
 
 
 def test_the_schema_is_valid_and_generates_without_warnings(tmp_path):
