@@ -152,7 +152,7 @@ def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, setting
     statuses = dict(ImageResult.objects.filter(job=job).values_list("id", "status"))
     assert [statuses[i] for i in ids] == ["done", "pending", "pending"]
     newest = Chunk.objects.filter(job=job).order_by("-number").first()
-    assert (newest.number, newest.first_image_id, newest.last_image_id, newest.state) == (1, ids[1], ids[2], "queued")
+    assert (newest.number, newest.first_image_id, newest.last_image_id, newest.state) == (1, ids[1], ids[2], "pending")
 
     services.record_outcomes(job.pk, [Outcome(ids[1], 1, 2), Outcome(ids[2], 3, 4)])
     job.refresh_from_db()

@@ -308,7 +308,11 @@ def test_readiness_fails_naming_why_when_every_worker_is_frozen(client, store, i
         os.kill(pid, signal.SIGSTOP)
     try:
         answer = wait_until(
-            lambda: (r := client.get("/readyz")).status_code == 503 and r.json(), 30, "readiness to fail"
+            lambda: (
+                (r := client.get("/readyz")).status_code == 503 and r.json()["checks"]["progress"] != "ok" and r.json()
+            ),
+            30,
+            "readiness to fail for want of progress",
         )
     finally:
         for pid in workers:

@@ -45,7 +45,12 @@ def test_readyz_names_the_missing_qcluster(client):
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "queue": "ok", "cluster": "no qcluster heartbeat in the last 10 s"},
+        "checks": {
+            "database": "ok",
+            "queue": "ok",
+            "cluster": "no qcluster heartbeat in the last 10 s",
+            "progress": "ok",
+        },
     }
 
 
@@ -54,7 +59,10 @@ def test_readyz_and_metrics_see_a_running_qcluster_come_and_go(client, start_clu
     cluster = start_cluster()
 
     ready = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r)
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "queue": "ok", "cluster": "ok"}}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "queue": "ok", "cluster": "ok", "progress": "ok"},
+    }
     # The heartbeat may name its workers a moment after the cluster reports itself running.
     values = wait_until(
         lambda: (v := metrics(client))[("retailpulse_qcluster_workers", ())] == settings.Q_CLUSTER["workers"] and v
@@ -96,7 +104,7 @@ def test_readyz_names_an_unreachable_database(tmp_path):
 
 @pytest.mark.django_db
 def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 2, "CHUNKS_PER_JOB": 1}
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 2}
     Store.objects.create(store_id="S1", name="One", area_code="1")
     when = timezone.now()
     ongoing = services.create_job([services.VisitInput("S1", [URL + f"?{n}" for n in range(5)], when)])
@@ -109,6 +117,7 @@ def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
     times = [0.3, 0.7, 4.0]
     for chunk, seconds in zip(Chunk.objects.order_by("id"), times, strict=False):
         Chunk.objects.filter(pk=chunk.pk).update(fetch_seconds=seconds)
+    services.claim_chunk()  # a worker holds the ongoing job's first chunk
 
     values = metrics(client)
 
@@ -122,13 +131,13 @@ def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
         "failed": 3,
         "pending": 4,
     }
-    queued = OrmQ.objects.count()  # the ongoing job's chunk, the finished ones' and the callback
+    queued = OrmQ.objects.count()  # wake-ups for the two jobs with chunks, and the callback
     assert values[("retailpulse_queue_tasks", (("state", "ready"),))] == queued - 1
     assert values[("retailpulse_queue_tasks", (("state", "taken"),))] == 1
-    # One chunk of the ongoing job queued (CHUNKS_PER_JOB), two waiting; the completed job's chunk is
-    # still queued (its outcomes came from this test, not from its task).
-    assert values[("retailpulse_chunks_unfinished", (("state", "queued"),))] == 2
-    assert values[("retailpulse_chunks_unfinished", (("state", "waiting"),))] == 2
+    # The ongoing job's three chunks, one held; the completed job's chunk is still pending (its
+    # outcome came from this test, not from a worker).
+    assert values[("retailpulse_chunks_unfinished", (("state", "held"),))] == 1
+    assert values[("retailpulse_chunks_unfinished", (("state", "free"),))] == 3
     assert values[("retailpulse_callbacks", (("status", "pending"),))] == 1
     histogram = {
         dict(labels)["le"]: value for (name, labels), value in values.items() if name.endswith("_seconds_bucket")
@@ -157,7 +166,7 @@ def test_a_chunk_records_the_time_it_took_to_fetch(client, settings, image_serve
     job = services.create_job([services.VisitInput("S1", [image_server.url("/img/4x4.png")], timezone.now())])
     chunk = Chunk.objects.get(job=job)
 
-    tasks.process_chunk(chunk.pk)
+    tasks.work_on_next_chunk()
 
     chunk.refresh_from_db()
     assert 0.2 <= chunk.fetch_seconds < 5
