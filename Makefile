@@ -36,10 +36,13 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The service against the floor on SQLite and PostgreSQL (about 20 minutes); writes BENCHMARKS.md.
+# The service against the floor, then recovery times, on SQLite and PostgreSQL (about 25 minutes);
+# writes docs/performance.md.
 bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
-	{ cat bench/BENCHMARKS.head.md; cat var-bench.md; } > BENCHMARKS.md && rm var-bench.md
+	$(PY) -u bench/recovery.py --db sqlite postgres | tee var-recovery.md
+	{ cat bench/performance.head.md var-bench.md; echo; cat var-recovery.md; } > docs/performance.md
+	rm var-bench.md var-recovery.md
 
 # 50 clients submitting small jobs and polling for 30 s against web + worker; exits 1 on any error.
 load: $(VENV)/.installed

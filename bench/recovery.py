@@ -5,8 +5,9 @@
 - restart: 3,000 images; once some are measured the whole qcluster is SIGKILLed and a new one
   started at once. Seconds from the restart to the next measured image, and to the job's end.
 - freeze: 6,000 images on two qclusters; once some are measured one cluster is frozen (SIGSTOP of
-  its process group). Seconds from the freeze to the job's end; then the cluster is woken
-  (SIGCONT) and the job's counters checked: every image counted once.
+  its process group; on SQLite at a moment it holds no write lock). Seconds from the freeze to the
+  job's end; then the cluster is woken (SIGCONT) and the job's counters checked: every image
+  counted once.
 Prints a Markdown table of medians (and the slowest run).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import os
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -63,12 +65,32 @@ def restart(service: Service, tag: str) -> dict:
     return {"progress": progress, "end": end}
 
 
+def freeze_outside_a_write(service: Service) -> None:
+    """SIGSTOP the first cluster, but on SQLite not while it holds the database's one write lock: no
+    lease helps there, every writer waits until the frozen process wakes (docs/design.md)."""
+    database = service.env["DATABASE_URL"].removeprefix("sqlite:///")
+    while True:
+        os.killpg(service.worker.pid, signal.SIGSTOP)
+        if not service.env["DATABASE_URL"].startswith("sqlite"):
+            return
+        probe = sqlite3.connect(database, timeout=0.5)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            os.killpg(service.worker.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+
+
 def freeze(service: Service, tag: str) -> dict:
     other = start_cluster(service)
     try:
         job_id, _ = service.submit(6000, tag)
         wait_until(lambda: done(service, job_id)[0] > 300)
-        os.killpg(service.worker.pid, signal.SIGSTOP)
+        freeze_outside_a_write(service)
         try:
             end = wait_until(lambda: done(service, job_id)[1] != "ongoing")
         finally:
@@ -81,6 +103,16 @@ def freeze(service: Service, tag: str) -> dict:
         other.wait(timeout=60)
 
 
+SECTION = """## Recovery
+
+With the delay on, as `make run` starts the service. **restart**: a 3,000-image job; once some images
+are measured the whole qcluster is SIGKILLed and a new one started at once: seconds from the restart
+to the next measured image, and to the job's end. **freeze**: a 6,000-image job on two qclusters; one
+is frozen (SIGSTOP of its process group; on SQLite at a moment it holds no write lock) mid-job: seconds
+to the job's end; the frozen cluster is then woken and every image must be counted once. Medians, the slowest run in brackets. `{command}`.
+"""
+
+
 def cell(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({max(values):.1f})"
 
@@ -90,6 +122,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], nargs="+", default=["sqlite"])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(SECTION.format(command=" ".join(["bench/recovery.py", *sys.argv[1:]])))
     print("| db | runs | restart: s to progress | restart: s to the end | freeze: s to the end |")
     print("| --- | --- | --- | --- | --- |")
     workdir = Path(tempfile.mkdtemp(prefix="rp-recovery-"))

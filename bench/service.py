@@ -6,7 +6,7 @@
 - The floor: the same fetch + Pillow dimensions (+ the same delay) in one process per core with
   aiohttp, no database, no queue, no web server.
 - The service: gunicorn + one qcluster, started as `make run` does, on a fresh database.
-Prints a Markdown table; `make bench` runs it on SQLite and PostgreSQL into BENCHMARKS.md.
+Prints a Markdown table; `make bench` runs it on SQLite and PostgreSQL into docs/performance.md.
 """
 
 import argparse
