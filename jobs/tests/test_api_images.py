@@ -77,7 +77,7 @@ def test_job_images_give_at_most_1000_a_page_and_read_empty_parameters_as_absent
 
 
 def test_options_on_the_images_with_format_csv_is_json_metadata(client):
-    """Found by schemathesis: the streaming-only CSV renderer used to get this request (a 500)."""
+    """An OPTIONS request is answered with JSON metadata, never by the streaming-only CSV renderer."""
     job_id = make_job(client, visit("S00339218", URL))
     response = client.options(f"/api/jobs/{job_id}/images/?format=csv")
     assert response.status_code == 200
