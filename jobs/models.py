@@ -118,7 +118,7 @@ class Chunk(models.Model):
     last_error = models.TextField(blank=True)
     not_before = models.DateTimeField(null=True, blank=True)  # no claim before this (backoff)
     # Set while every worker is busy and a new job waits: the holder hands the chunk back at its
-    # next batch, so the new job gets a worker within a second (services.submission._make_way).
+    # next batch, so the new job gets a worker within a second (services.chunks._make_way).
     make_way = models.BooleanField(default=False)
     # "host pid" of the worker process of the latest claim: where a chunk ran, across machines.
     worker = models.CharField(max_length=128, blank=True)

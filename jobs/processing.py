@@ -106,8 +106,8 @@ async def _measure_all(
     every image hangs).
 
     A fixed pool of coroutines taking the next image in turn, rather than a task per image behind
-    a semaphore, and batches rather than single outcomes across threads: both showed as a tenth
-    of the worker's CPU in profiles of 1,000-image chunks.
+    a semaphore, and batches rather than single outcomes across threads: both cost the worker
+    less CPU per image.
     """
     waiting = iter(images)
     batch: list[Outcome] = []
@@ -155,7 +155,7 @@ def measure_images(
 
     Setting `stop` (between two batches) cancels the images in flight, which stay pending: the
     outcomes already measured still come out in a last batch. Cancelling rather than waiting for
-    them: 350 images in flight can take seconds to see through.
+    them: a full window of images in flight can take seconds to see through.
     """
     report: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
     fetch = _fetch_loop(limits, in_flight)

@@ -99,9 +99,9 @@ class HttpUrlField(StrictCharField):
 class HttpUrlListField(serializers.ListField):
     """A list of HttpUrlField values, each good one checked in a plain loop.
 
-    DRF runs a field's whole validation (empty values, validators, error wrapping) per item: for
-    the 100,000 URLs of a big job that was half the submit. A URL that fails the quick check goes
-    through the field's own validation, so the error names the problem exactly as it would alone.
+    DRF runs a field's whole validation (empty values, validators, error wrapping) per item, which
+    dominates the submit of a big job. A URL that fails the quick check goes through the field's
+    own validation, so the error names the problem exactly as it would alone.
     """
 
     def __init__(self, **kwargs):

@@ -1,5 +1,5 @@
 """Settings for Retail Pulse. Everything that differs between machines comes from the environment;
-the README's configuration table lists every variable read here."""
+docs/configuration.md lists every variable read here."""
 
 import hashlib
 import hmac
@@ -120,8 +120,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and every worker process write to one file. WAL lets readers run beside the
     # writer; IMMEDIATE takes the write lock at BEGIN, so a transaction waits (up to the busy
     # timeout) instead of failing with "database is locked" when it upgrades from read to write.
-    # Connections are kept (CONN_MAX_AGE above): opening one costs about 0.9 ms of CPU (Django
-    # registers its SQL functions on each), paid by every status poll and queue poll otherwise.
+    # Connections are kept (CONN_MAX_AGE above): opening one costs CPU (Django registers its SQL
+    # functions on each), paid by every status poll and queue poll otherwise.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
@@ -207,7 +207,7 @@ SPECTACULAR_SETTINGS = {
 # --- Image processing -----------------------------------------------------------------------------
 # Worker processes: three per core, 350 images in flight each. One event loop per core tops out on
 # parsing responses; more processes keep the CPU busy while others write to the database or drain
-# the end of a chunk. 6 x 350 beat 4 x 500 with the delay on, in less memory (README, Performance).
+# the end of a chunk (docs/performance.md).
 WORKERS = env_int("RETAILPULSE_WORKERS", 3 * (os.cpu_count() or 1))
 RETAILPULSE = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
@@ -293,8 +293,8 @@ Q_CLUSTER = {
     "queue_limit": WORKERS,
     "timeout": _task_timeout,
     "retry": _task_timeout + 10,
-    # A worker process is replaced after a task once its memory passes this (KiB): twice the peak
-    # of a worker under make bench (about 150 MiB), so only a leak or a pathological chunk hits it.
+    # A worker process is replaced after a task once its memory passes this (KiB): about twice a
+    # worker's peak under make bench, so only a leak or a pathological chunk hits it.
     "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 300) * 1024,
     "max_attempts": 3,
     "ack_failures": True,

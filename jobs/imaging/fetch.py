@@ -1,7 +1,7 @@
 """Fetching an image over HTTP and reading its size on the way: the only code that talks to image hosts.
 
-aiohttp rather than requests: on this hardware it fetched 3-5x more images per second per core
-(see the README). Every guarantee below holds whatever the client:
+aiohttp rather than requests: it fetches several times more images per second per core
+(docs/design.md, "Fetching"). Every guarantee below holds whatever the client:
 
 - Only http and https. Loopback, private, link-local, multicast, reserved and unspecified
   addresses are refused unless RETAILPULSE_FETCH_ALLOW_PRIVATE is set. The check runs on the
@@ -100,8 +100,8 @@ def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.connect_timeout),
         headers={"User-Agent": "RetailPulse/1.0 (image dimensions)"},
         auto_decompress=False,
-        # Each response buffers up to twice this (350 in flight: at most ~45 MB). 64 KB, aiohttp's
-        # default, took 6% less CPU per 200 KB image than 16 KB: fewer pauses of the socket reader.
+        # Each response buffers up to twice this, times IN_FLIGHT. aiohttp's default of 64 KB costs
+        # less CPU per image than a smaller buffer: fewer pauses of the socket reader.
         read_bufsize=READ_BUFFER,
     )
 

@@ -132,8 +132,8 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
     """Insert one row per image URL of each visit; return how many failed at once (unknown store).
 
     Not bulk_create: it builds a model instance per row and, on SQLite, sends one statement per
-    111 rows; for a 100,000-image job that was most of the submit time. PostgreSQL takes the rows
-    by COPY, SQLite by a plain executemany INSERT (README, "Writes in bulk": the figures).
+    111 rows, which dominates a big job's submit. PostgreSQL takes the rows by COPY, SQLite by a
+    plain executemany INSERT (docs/design.md, "Writes in bulk").
     """
     pending, failed = ImageResult.Status.PENDING.value, ImageResult.Status.FAILED.value
     failed_at = connection.ops.adapt_datetimefield_value(timezone.now())

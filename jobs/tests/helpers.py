@@ -31,3 +31,11 @@ def wait_until(check, timeout: float = 20, what: str = "the condition", ignore: 
                 return result
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# An image URL the API takes; tests that use it run no worker, so it is never fetched.
+IMAGE_URL = "https://images.example.com/2.jpg"
+
+
+def make_job(client, *visits) -> int:
+    return submit(client, list(visits)).json()["job_id"]

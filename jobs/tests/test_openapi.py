@@ -204,7 +204,7 @@ def test_requests_the_api_refuses_are_outside_the_schema(client, settings, metho
 
 
 def test_every_optional_query_parameter_may_be_sent_empty(client):
-    """The API reads `?page_size=` as no page size (test_api.py), and the schema says so (openapi-core
+    """The API reads `?page_size=` as no page size (test_api_images.py), and the schema says so (openapi-core
     casts an empty value all the same, so the requests above cannot show it)."""
     schema = client.get("/api/schema/?format=json").json()
     query = [
