@@ -105,11 +105,12 @@ def freeze(service: Service, tag: str) -> dict:
 
 SECTION = """## Recovery
 
-With the delay on, as `make run` starts the service. **restart**: a 3,000-image job; once some images
-are measured the whole qcluster is SIGKILLed and a new one started at once: seconds from the restart
-to the next measured image, and to the job's end. **freeze**: a 6,000-image job on two qclusters; one
-is frozen (SIGSTOP of its process group; on SQLite at a moment it holds no write lock) mid-job: seconds
-to the job's end; the frozen cluster is then woken and every image must be counted once. Medians, the slowest run in brackets. `{command}`.
+With the delay on, as `make run` starts the service. **restart**: a 3,000-image job; once some
+images are measured the whole qcluster is SIGKILLed and a new one started at once: seconds from the
+restart to the next measured image, and to the job's end. **freeze**: a 6,000-image job on two
+qclusters; one is frozen (SIGSTOP of its process group; on SQLite at a moment it holds no write
+lock) mid-job: seconds to the job's end; the frozen cluster is then woken and every image must be
+counted once. Medians, the slowest run in brackets. `{command}`.
 """
 
 

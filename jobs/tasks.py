@@ -20,11 +20,16 @@ measuring = threading.Lock()
 def work_on_next_chunk() -> str:
     """Claim the next chunk, measure its pending images under the lease, end the claim; then wake
     another worker if more chunks wait."""
-    with measuring:
+    if not measuring.acquire(blocking=False):  # the watchdog thread measures one: pass the wake-up on
+        services.wake_workers()
+        return "this process is measuring a chunk already"
+    try:
         claim = services.claim_chunk()
         if claim is None:
             return "nothing to claim"
         result = _measure_chunk(claim)
+    finally:
+        measuring.release()
     if selectors.claimable_chunks(timezone.now()).exists():
         services.wake_workers()
     return f"job {claim.chunk.job_id} chunk {claim.chunk.number}: {result}"

@@ -243,8 +243,8 @@ RETAILPULSE = {
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
     # whose lease ran out (its worker died or froze) is claimed by any other worker.
-    "LEASE_SECONDS": env_float("RETAILPULSE_LEASE_SECONDS", 8.0),
-    "LEASE_RENEW": env_float("RETAILPULSE_LEASE_RENEW", 2.0),
+    "LEASE_SECONDS": env_float("RETAILPULSE_LEASE_SECONDS", 6.0),
+    "LEASE_RENEW": env_float("RETAILPULSE_LEASE_RENEW", 1.5),
     # An idle worker process looks this often for a chunk nobody claimed (jobs.watchdog).
     "WATCH_EVERY": env_float("RETAILPULSE_WATCH_EVERY", 1.0),
     # Attempts of a chunk that raised (a database error mid-write): each backs off 2, 4, 8 ... s; the
@@ -295,7 +295,7 @@ Q_CLUSTER = {
     "retry": _task_timeout + 10,
     # A worker process is replaced after a task once its memory passes this (KiB): about twice a
     # worker's peak under make bench, so only a leak or a pathological chunk hits it.
-    "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 300) * 1024,
+    "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 400) * 1024,
     "max_attempts": 3,
     "ack_failures": True,
     "poll": 0.1,
