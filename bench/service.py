@@ -370,7 +370,7 @@ def cpu_model() -> str:
 if __name__ == "__main__":
     memory = psutil.virtual_memory().total / 2**30
     machine = f"{platform.machine()} ({cpu_model()})"
-    print(f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine}, {CORES} cores, ")
+    print(f"Machine: {machine}, {CORES} cores, ")
     print(f"{memory:.0f} GiB, Python {platform.python_version()}, `{' '.join(['bench/service.py', *sys.argv[1:]])}`.\n")
     print(HEADER)
     main()
