@@ -7,7 +7,7 @@ if there is one queues a task to claim it. Busy processes do not check: under lo
 
 If the process stays idle for STUCK_CYCLES checks while chunks wait, the tasks are not reaching it:
 django-q2's workers share one local queue, and a worker killed while waiting on it keeps it locked
-for every other worker (django-q2 issue #23). The thread then measures a chunk itself.
+for every other worker (a known django-q2 bug, its GitHub issue 23). The thread then measures a chunk itself.
 """
 
 import logging
