@@ -2,6 +2,9 @@
 what Django refuses before any view."""
 
 import pytest
+import requests
+
+from jobs.tests.helpers import wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 
@@ -48,3 +51,21 @@ def test_what_django_refuses_before_a_view_is_a_json_400_under_api(client):
     too_many = client.get("/api/visits?" + "&".join(f"p{n}=1" for n in range(1001)))
     assert (too_many.status_code, too_many.json()) == (400, {"error": "bad request (TooManyFieldsSent)"})
     assert client.get("/admin/", HTTP_HOST="evil.example")["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_over_long_url_gets_a_json_400_from_the_served_service(start_web):
+    """Through gunicorn as bin/run starts it (gunicorn.conf.py): not its HTML 414."""
+    web = start_web()
+    query = "&".join(f"jobid=x{n}" for n in range(900))  # about 8 KB, twice gunicorn's default line
+    wait_until(
+        lambda: requests.get(f"{web.url}/healthz", timeout=2).ok,
+        timeout=30,
+        what="the web server",
+        ignore=(requests.ConnectionError,),
+    )
+
+    response = requests.get(f"{web.url}/api/status?{query}", timeout=5)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "jobid: expected an integer, got 'x899'"}
