@@ -54,6 +54,11 @@ def claimable_chunks(now: datetime) -> QuerySet:
     )
 
 
+def chunks_wait() -> bool:
+    """Whether a chunk waits for a worker to claim it now."""
+    return claimable_chunks(timezone.now()).exists()
+
+
 def chunk_must_make_way(chunk_id: int) -> bool:
     """Whether a submit asked the chunk's holder to hand it back (services.chunks._make_way)."""
     return Chunk.objects.filter(pk=chunk_id, make_way=True).exists()

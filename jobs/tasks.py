@@ -7,7 +7,6 @@ import time
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from jobs import callbacks, imaging, processing, selectors, services
 
@@ -30,7 +29,7 @@ def work_on_next_chunk() -> str:
         result = _measure_chunk(claim)
     finally:
         measuring.release()
-    if selectors.claimable_chunks(timezone.now()).exists():
+    if selectors.chunks_wait():
         services.wake_workers()
     return f"job {claim.chunk.job_id} chunk {claim.chunk.number}: {result}"
 

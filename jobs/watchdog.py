@@ -17,7 +17,6 @@ import time
 from django.conf import settings
 from django.db import DatabaseError
 from django.dispatch import receiver
-from django.utils import timezone
 from django_q.signals import post_spawn
 
 from jobs import selectors, services, tasks
@@ -35,7 +34,7 @@ def _watch() -> None:
             idle_while_waiting = 0
             continue
         try:
-            if not selectors.claimable_chunks(timezone.now()).exists():
+            if not selectors.chunks_wait():
                 idle_while_waiting = 0
             elif idle_while_waiting < STUCK_CYCLES:
                 services.wake_workers()

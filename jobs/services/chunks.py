@@ -134,18 +134,20 @@ def claim_chunk() -> Claim | None:
         )
         if chunk is None:
             return None
-        claim_id = uuid.uuid4().hex
-        Chunk.objects.filter(pk=chunk.pk).update(
-            claim=claim_id,
-            leased_until=_lease_end(),
-            worker=f"{socket.gethostname()} {os.getpid()}",
-            make_way=False,
-            expired_leases=F("expired_leases") + (1 if chunk.claim else 0),  # never released: its holder died
-        )
-        chunk.refresh_from_db()
+        # The row is locked (or the database is, on SQLite) until commit: its values read above hold.
+        claimed = {
+            "claim": uuid.uuid4().hex,
+            "leased_until": _lease_end(),
+            "worker": f"{socket.gethostname()} {os.getpid()}",
+            "make_way": False,
+            "expired_leases": chunk.expired_leases + (1 if chunk.claim else 0),  # never released: its holder died
+        }
+        Chunk.objects.filter(pk=chunk.pk).update(**claimed)
+        for field, value in claimed.items():
+            setattr(chunk, field, value)
         if Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=now):
             events.info("job %s started", chunk.job_id, extra={"event": "job.started", "job_id": chunk.job_id})
-    return Claim(chunk, claim_id)
+    return Claim(chunk, chunk.claim)
 
 
 def renew_lease(claim: Claim) -> bool:
