@@ -73,13 +73,7 @@ def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
     return _fetch_loops[key]
 
 
-async def _measure(
-    image_id: int,
-    url: str,
-    session: aiohttp.ClientSession,
-    limits: imaging.FetchLimits,
-    gpu_delay: tuple[float, float],
-) -> Outcome:
+async def _measure(image_id: int, url: str, session: aiohttp.ClientSession, limits: imaging.FetchLimits) -> Outcome:
     try:
         width, height = await imaging.fetch_image_size(session, url, limits)
     except imaging.ImageError as exc:
@@ -87,7 +81,6 @@ async def _measure(
     except Exception as exc:  # a bug must fail one image, not leave it pending forever
         log.exception("unexpected error measuring %s", url)
         return Outcome(image_id, error=f"internal error: {exc!r}")
-    await asyncio.sleep(random.uniform(*gpu_delay))  # the simulated GPU work
     return Outcome(image_id, width, height)
 
 
@@ -101,28 +94,49 @@ async def _measure_all(
     gpu_delay: tuple[float, float],
     deadline: float,
 ) -> None:
-    """Measure the images `in_flight` at a time; put their outcomes on `report` in batches, at
-    least one every FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while
-    every image hangs).
+    """Measure the images in two stages and put their outcomes on `report` in batches, at least one
+    every FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image
+    hangs).
 
-    A fixed pool of coroutines taking the next image in turn, rather than a task per image behind
-    a semaphore, and batches rather than single outcomes across threads: both cost the worker
-    less CPU per image.
+    The fetch stage downloads `in_flight` images at a time and reads their sizes; each measured image
+    then goes through the simulated GPU work, a timer that holds no fetch slot, so a few fetches in
+    flight keep the CPU busy whatever the delay. The GPU stage has no bound of its own: a timer costs
+    no CPU. A failed image skips it.
+
+    A fixed pool of fetching coroutines taking the next image in turn, timers rather than a task per
+    image, and batches rather than single outcomes across threads: each costs the worker less CPU.
     """
+    loop = asyncio.get_running_loop()
     waiting = iter(images)
     batch: list[Outcome] = []
+    in_gpu: set[asyncio.TimerHandle] = set()
+    gpu_drained = asyncio.Event()
 
     def hand_over() -> None:
         nonlocal batch
         report.put(batch)
         batch = []
 
-    async def measure_in_turn() -> None:
+    def finish(outcome: Outcome, timer: asyncio.TimerHandle | None = None) -> None:
+        in_gpu.discard(timer)
+        batch.append(outcome)
+        if len(batch) >= FLUSH_SIZE:
+            hand_over()
+        if not in_gpu:
+            gpu_drained.set()
+
+    def simulate_gpu_work(outcome: Outcome) -> None:
+        timer = loop.call_later(random.uniform(*gpu_delay), lambda: finish(outcome, timer))
+        in_gpu.add(timer)
+        gpu_drained.clear()
+
+    async def fetch_in_turn() -> None:
         for image_id, url in waiting:
-            outcome = await _measure(image_id, url, session, limits, gpu_delay)
-            batch.append(outcome)  # not batch.append(await ...): that binds the list before the wait
-            if len(batch) >= FLUSH_SIZE:
-                hand_over()
+            outcome = await _measure(image_id, url, session, limits)
+            if outcome.error or not any(gpu_delay):
+                finish(outcome)
+            else:
+                simulate_gpu_work(outcome)
 
     async def hand_over_regularly() -> None:
         while True:
@@ -132,10 +146,14 @@ async def _measure_all(
     flusher = asyncio.create_task(hand_over_regularly())
     try:
         async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
-            await asyncio.gather(*(measure_in_turn() for _ in range(min(in_flight, len(images)))))
+            await asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
+            if in_gpu:
+                await gpu_drained.wait()
     except TimeoutError:
         pass  # what did not finish stays pending and goes back to the queue
     finally:
+        for timer in in_gpu:  # cancelled: those images stay pending too
+            timer.cancel()
         flusher.cancel()
         hand_over()
         report.put(_FINISHED)

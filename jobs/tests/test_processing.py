@@ -104,3 +104,19 @@ def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_serv
 
     # Held past the 5 s fetch timeout, images 2-5 would come back failed had stop not cancelled them.
     assert outcomes == [Outcome(1, 2, 2)]  # images 2-5 stay pending, for the chunk's next delivery
+
+
+def test_the_simulated_gpu_work_holds_no_fetch_slot(image_server):
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/img/3x2.png?gpu={key}&n={n}")) for n in range(5)]
+    fetched_before_first_outcome = None
+
+    outcomes = []
+    for batch in measure_images_lazily(images, in_flight=1, gpu_delay=(1.0, 1.0)):
+        if batch and fetched_before_first_outcome is None:
+            fetched_before_first_outcome = sum(key in path for path in image_server.requests)
+        outcomes += batch
+
+    # With the delay inside the one fetch slot, the second image would be fetched after the first's 1 s.
+    assert fetched_before_first_outcome == 5
+    assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(n, 3, 2) for n in range(5)]
