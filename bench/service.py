@@ -3,17 +3,16 @@
     .venv/bin/python bench/service.py --db sqlite postgres --sizes 1000 10000 100000 --delays 0 0.1-0.4 --runs 5
 
 - Images: one real 1024x768 JPEG of about 200 KB, served by nginx at distinct URLs.
-- The floor: the same fetch + Pillow dimensions (+ the same delay) in one process per core with
-  aiohttp, no database, no queue, no web server.
+- The floor: the fastest of several bare clients doing the same fetch + Pillow dimensions (+ the
+  same delay) with no database, queue or web server, measured in the same run (bench/floor.py).
 - The service: gunicorn + one qcluster, started as `make run` does, on a fresh database.
 Prints a Markdown table; `make bench` runs it on SQLite and PostgreSQL into docs/performance.md.
 """
 
 import argparse
-import asyncio
+import collections
 import io
 import itertools
-import multiprocessing
 import os
 import platform
 import random
@@ -27,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-import aiohttp
+import floor
 import psutil
 import requests
 from PIL import Image
@@ -35,7 +34,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
-FLOOR_IN_FLIGHT = 1024  # per process
 WEB_PORT, NGINX_PORT = 8411, 8412
 STORES = 100
 
@@ -119,42 +117,6 @@ def wait_for(check, timeout: float = 30) -> None:
     raise TimeoutError("service did not come up")
 
 
-# --- The floor --------------------------------------------------------------------------------
-
-
-async def _floor_fetch(urls: list[str], delay: tuple[float, float]) -> None:
-    slots = asyncio.Semaphore(FLOOR_IN_FLIGHT)
-    connector = aiohttp.TCPConnector(limit=FLOOR_IN_FLIGHT)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(url: str) -> None:
-            async with slots:
-                async with session.get(url) as response:
-                    data = await response.read()
-                width, height = Image.open(io.BytesIO(data)).size
-                assert width * height
-                await asyncio.sleep(random.uniform(*delay))
-
-        await asyncio.gather(*(one(u) for u in urls))
-
-
-def _floor_process(urls: list[str], delay: tuple[float, float]) -> None:
-    asyncio.run(_floor_fetch(urls, delay))
-
-
-def floor(images: int, delay: tuple[float, float], tag: str) -> float:
-    """Images per second of the bare work, one process per core."""
-    urls = [ImageHost.url(f"floor-{tag}-{n}") for n in range(images)]
-    started = time.perf_counter()
-    processes = [multiprocessing.Process(target=_floor_process, args=(urls[i::CORES], delay)) for i in range(CORES)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join()
-        assert p.exitcode == 0, "a floor process failed"
-    return images / (time.perf_counter() - started)
-
-
 # --- The service ------------------------------------------------------------------------------
 
 
@@ -181,7 +143,7 @@ class Service:
             "LOG_LEVEL": "WARNING",
             **extra_env,
         }
-        self.peak_rss = {"web": 0, "worker": 0}
+        self.peak_memory = {"rss": 0, "pss": 0}  # of all the service's processes together
         self._sampling = False
         subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
         master = workdir / "stores.csv"
@@ -203,18 +165,36 @@ class Service:
             self.stop()
             raise
         self._sampling = True
-        self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
+        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
         self._sampler.start()
 
-    def _sample_rss(self) -> None:
+    def processes(self) -> list[psutil.Process]:
+        return [*process_tree(self.web.pid), *process_tree(self.worker.pid)]
+
+    def _sample_memory(self) -> None:
+        """Peak of the sum over every process. RSS counts the pages forked processes share once per
+        process; PSS splits them between the sharers, so its sum is the memory really taken."""
         while self._sampling:
-            for name, proc in (("web", self.web), ("worker", self.worker)):
+            rss = pss = 0
+            for process in self.processes():
                 try:
-                    biggest = max(p.memory_info().rss for p in process_tree(proc.pid))
+                    memory = process.memory_full_info()
                 except psutil.Error:
                     continue
-                self.peak_rss[name] = max(self.peak_rss[name], biggest)
-            time.sleep(0.2)
+                rss, pss = rss + memory.rss, pss + memory.pss
+            self.peak_memory = {"rss": max(self.peak_memory["rss"], rss), "pss": max(self.peak_memory["pss"], pss)}
+            time.sleep(0.5)
+
+    def cpu_seconds(self) -> dict[tuple[int, str], float]:
+        """CPU time so far of each of the service's processes, by (pid, name)."""
+        seconds = {}
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+                seconds[process.pid, " ".join(process.cmdline())[:60]] = times.user + times.system
+            except psutil.Error:
+                continue
+        return seconds
 
     def submit(self, images: int, tag: str, per_visit: int = 100) -> tuple[int, float]:
         visits = [
@@ -281,10 +261,10 @@ def small_job_latencies(service: Service, tag: str, stop: threading.Event, resul
         results.append(time.perf_counter() - started)
 
 
-def run_once(service: Service, size: int, delay: str, tag: str) -> dict:
-    """One job of `size` images through the service, and the floor for the same work."""
-    floor_rate = floor(size, parse_delay(delay), tag)
+def run_once(service: Service, size: int, tag: str) -> dict:
+    """One job of `size` images through the service: its rate, CPU and latencies."""
     stop, latencies, small = threading.Event(), [], []
+    cpu_before = service.cpu_seconds()
     started = time.perf_counter()
     job_id, submit_s = service.submit(size, tag)
     helpers = [threading.Thread(target=status_latencies, args=(service.base, job_id, stop, latencies), daemon=True)]
@@ -296,14 +276,21 @@ def run_once(service: Service, size: int, delay: str, tag: str) -> dict:
         thread.start()
     status = service.wait(job_id)
     elapsed = time.perf_counter() - started
+    cpu_after = service.cpu_seconds()
     stop.set()
     for thread in helpers:
         thread.join()
     assert status == "completed", f"job {job_id} ended {status}"
+    cpu_by_name = collections.Counter()
+    for (pid, name), seconds in cpu_after.items():
+        cpu_by_name[name] += seconds - cpu_before.get((pid, name), 0.0)
+    print_to_stderr(f"service {size:,} images: CPU ms per image by process: " + ", ".join(
+        f"{name} {seconds / size * 1e3:.3f}" for name, seconds in cpu_by_name.most_common()
+    ))  # fmt: skip
+    cpu = sum(cpu_by_name.values())
     return {
         "rate": size / elapsed,
-        "floor": floor_rate,
-        "ratio": size / elapsed / floor_rate,  # against the floor of the same run
+        "cpu_per_image": cpu / size,
         "submit": submit_s,
         "p50": percentile(latencies, 0.5),
         "p99": percentile(latencies, 0.99),
@@ -320,9 +307,9 @@ def small_jobs_cell(seconds: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], nargs="+", default=["sqlite"])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--delays", nargs="+", default=["0", "0.1-0.4"])
-    parser.add_argument("--runs", type=int, default=5, help="runs per size up to 10,000 (one of 100,000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per size up to 10,000 (one of 100,000)")
     parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
@@ -334,15 +321,18 @@ def main() -> None:
             service = Service(db, delay, workdir, extra_env)
             try:
                 for size in args.sizes:
+                    bare = floor.fastest(ImageHost.url, size, parse_delay(delay), log=print_to_stderr)
                     runs = args.runs if size <= 10_000 else 1
-                    results = [run_once(service, size, delay, f"{delay}-{size}-{n}") for n in range(runs)]
+                    results = [run_once(service, size, f"{delay}-{size}-{n}") for n in range(runs)]
                     median = {key: statistics.median(r[key] for r in results) for key in results[0] if key != "small"}
                     small = results[0]["small"]  # one run of 100,000: its 5-image jobs
                     print(
-                        f"| {db} | {delay} | {size:,} | {runs} | {median['rate']:,.0f} | {median['floor']:,.0f} "
-                        f"| {median['ratio']:.2f} | {median['submit']:.2f} | {median['p50']:.1f} "
-                        f"| {median['p99']:.1f} | {service.peak_rss['web'] / 2**20:.0f} "
-                        f"| {service.peak_rss['worker'] / 2**20:.0f} | {small_jobs_cell(small)} |",
+                        f"| {db} | {delay} | {size:,} | {runs} | {median['rate']:,.0f} | {bare.rate:,.0f} "
+                        f"({bare.design}, {bare.in_flight}) | {median['rate'] / bare.rate:.2f} "
+                        f"| {median['cpu_per_image'] * 1e3:.2f} | {bare.cpu_per_image * 1e3:.2f} "
+                        f"| {median['cpu_per_image'] / bare.cpu_per_image:.2f} | {median['submit']:.2f} "
+                        f"| {median['p50']:.1f} | {median['p99']:.1f} | {service.peak_memory['rss'] / 2**20:.0f} "
+                        f"| {service.peak_memory['pss'] / 2**20:.0f} | {small_jobs_cell(small)} |",
                         flush=True,
                     )
             finally:
@@ -353,9 +343,14 @@ def main() -> None:
 
 
 HEADER = (
-    "| db | delay s | images | runs | service img/s | floor img/s | ratio | submit s | status p50 ms | status p99 ms "
-    "| peak RSS web MiB | peak RSS worker MiB | 5-image jobs s: median (max) of n |\n|" + " --- |" * 13
+    "| db | delay s | images | runs | service img/s | floor img/s (design, in flight) | ratio "
+    "| service CPU ms/image | floor CPU ms/image | CPU ratio | submit s | status p50 ms | status p99 ms "
+    "| peak RSS MiB | peak PSS MiB | 5-image jobs s: median (max) of n |\n|" + " --- |" * 16
 )
+
+
+def print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cpu_model() -> str:

@@ -1,0 +1,115 @@
+"""The floor of bench/service.py: bare clients doing the service's work with nothing else.
+
+Each design downloads every image with aiohttp, reads its size with Pillow and waits the simulated
+GPU delay, in one process per core, with no database, queue or web server. `fastest` runs every
+design once, then the fastest three more times, and keeps the median of those three: the floor is
+the best bare client for the load, measured in the same run as the service.
+"""
+
+import asyncio
+import io
+import multiprocessing
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from PIL import Image
+
+CORES = os.cpu_count() or 2
+
+
+async def _size(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.get(url) as response:
+        data = await response.read()
+    width, height = Image.open(io.BytesIO(data)).size
+    assert width * height
+
+
+async def task_per_image(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
+    """One coroutine per image behind a semaphore; the delay holds its fetch slot."""
+    slots = asyncio.Semaphore(in_flight)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+
+        async def one(url: str) -> None:
+            async with slots:
+                await _size(session, url)
+                await asyncio.sleep(random.uniform(*delay))
+
+        await asyncio.gather(*(one(url) for url in urls))
+
+
+async def pipelined(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
+    """`in_flight` fetching coroutines take the next image in turn; the delay is a timer after the
+    fetch, holding no fetch slot."""
+    loop, waiting, timers = asyncio.get_running_loop(), iter(urls), set()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+
+        async def fetch_in_turn() -> None:
+            for url in waiting:
+                await _size(session, url)
+                if any(delay):
+                    timer = loop.create_future()
+                    loop.call_later(random.uniform(*delay), timer.set_result, None)
+                    timers.add(timer)
+
+        await asyncio.gather(*(fetch_in_turn() for _ in range(in_flight)))
+        await asyncio.gather(*timers)
+
+
+DESIGNS = {"task per image": task_per_image, "pipelined": pipelined}
+CANDIDATES = [("task per image", n) for n in (16, 32, 64, 1024)] + [("pipelined", n) for n in (16, 32, 64)]
+
+
+def _run(design: str, urls: list[str], in_flight: int, delay: tuple[float, float], cpu_seconds) -> None:
+    asyncio.run(DESIGNS[design](urls, in_flight, delay))
+    cpu_seconds.send(time.process_time())
+
+
+@dataclass
+class Result:
+    design: str
+    in_flight: int
+    rate: float  # images per second
+    cpu_per_image: float  # CPU seconds of all its processes per image
+
+
+def run(design: str, in_flight: int, urls: list[str], delay: tuple[float, float]) -> Result:
+    """One run of a design over `urls`, split across one process per core."""
+    pipes = [multiprocessing.Pipe(duplex=False) for _ in range(CORES)]
+    processes = [
+        multiprocessing.Process(target=_run, args=(design, urls[i::CORES], in_flight, delay, sender))
+        for i, (_receiver, sender) in enumerate(pipes)
+    ]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    cpu = sum(receiver.recv() for receiver, _sender in pipes)
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0, f"a {design} process failed"
+    return Result(design, in_flight, len(urls) / (time.perf_counter() - started), cpu / len(urls))
+
+
+def fastest(url_for, images: int, delay: tuple[float, float], log) -> Result:
+    """Every candidate once, the fastest three more times; its median run. `url_for(name)` gives a
+    distinct image URL; `log` gets a line per run."""
+    runs = iter(range(10**6))
+
+    def once(design: str, in_flight: int) -> Result:
+        urls = [url_for(f"floor-{next(runs)}-{n}") for n in range(images)]
+        result = run(design, in_flight, urls, delay)
+        log(f"floor {images:,} images, delay {delay}: {design} at {in_flight} in flight per process: "
+            f"{result.rate:,.0f} images/s, {result.cpu_per_image * 1e3:.3f} ms CPU per image")  # fmt: skip
+        return result
+
+    best = max((once(*candidate) for candidate in CANDIDATES), key=lambda r: r.rate)
+    repeats = sorted((once(best.design, best.in_flight) for _ in range(3)), key=lambda r: r.rate)
+    return Result(
+        best.design,
+        best.in_flight,
+        statistics.median(r.rate for r in repeats),
+        statistics.median(r.cpu_per_image for r in repeats),
+    )
