@@ -47,8 +47,9 @@ class Job(models.Model):
     progressed_at = models.DateTimeField(default=timezone.now)
     # A retried submit with the same Idempotency-Key header gets this job back instead of a new one;
     # the fingerprint (SHA-256 of the body) tells a retry from a different body under the same key.
-    # Unique per client (the constraints below).
-    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True)
+    # Unique per client (the constraints below); NULL, not "", for no key, as unique indexes never
+    # count NULLs equal.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     # Where the final status is POSTed when the job ends (see jobs.callbacks).
     callback_url = models.URLField(max_length=2048, blank=True)
