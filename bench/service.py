@@ -37,6 +37,7 @@ PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
 FLOOR_IN_FLIGHT = 1024  # per process
 WEB_PORT, NGINX_PORT = 8411, 8412
+PG_DATABASE = "retailpulse_bench"  # dropped and made again by each run on PostgreSQL
 STORES = 100
 
 
@@ -167,9 +168,9 @@ class Service:
                 old.unlink()
             database_url = f"sqlite:///{workdir}/bench.sqlite3"
         else:
-            for sql in ("DROP DATABASE IF EXISTS retailpulse_bench", "CREATE DATABASE retailpulse_bench"):
+            for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
                 subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-            database_url = "postgres://postgres@127.0.0.1:5432/retailpulse_bench"
+            database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -216,7 +217,7 @@ class Service:
                 self.peak_rss[name] = max(self.peak_rss[name], biggest)
             time.sleep(0.2)
 
-    def submit(self, images: int, tag: str, per_visit: int = 100) -> tuple[int, float]:
+    def submit(self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None) -> tuple[int, float]:
         visits = [
             {
                 "store_id": f"B{v % STORES:05d}",
@@ -226,14 +227,16 @@ class Service:
             for v in range((images + per_visit - 1) // per_visit)
         ]
         started = time.perf_counter()
-        response = requests.post(f"{self.base}/api/submit/", json={"count": len(visits), "visits": visits}, timeout=120)
+        body = {"count": len(visits), "visits": visits}
+        response = requests.post(f"{self.base}/api/submit/", json=body, headers=headers, timeout=120)
         assert response.status_code == 201, response.text
         return response.json()["job_id"], time.perf_counter() - started
 
-    def wait(self, job_id: int, timeout: float = 1800) -> str:
+    def wait(self, job_id: int, timeout: float = 1800, headers: dict | None = None) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = requests.get(f"{self.base}/api/status?jobid={job_id}", timeout=10).json()["status"]
+            answer = requests.get(f"{self.base}/api/status?jobid={job_id}", headers=headers, timeout=10)
+            status = answer.json()["status"]
             if status != "ongoing":
                 return status
             time.sleep(0.1)

@@ -115,8 +115,8 @@ def claim_chunk() -> Claim | None:
     froze), not backing off after an error. Next: of the client whose jobs hold the fewest chunks
     now, then of its job with the fewest held, then a job not yet started, then the oldest job, its
     lowest-numbered chunk. So clients share the workers whatever the number of jobs each submitted,
-    a client's jobs share its part, and a new job goes first (also when a chunk made way for it: the
-    big job then holds none either).
+    a client's jobs share its part, and a new job goes first among its client's (also when a chunk
+    made way for it: the big job then holds none either).
     """
     now = timezone.now()
     held = Chunk.objects.filter(state=Chunk.State.PENDING, leased_until__gt=now).order_by()
