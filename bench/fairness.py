@@ -1,13 +1,13 @@
 """Fair share between API clients with real processes, as `make run` starts them, delay on.
 
-    .venv/bin/python bench/fairness.py --db sqlite postgres --runs 5
+    .venv/bin/python bench/fairness.py --db sqlite postgres --runs 3
 
 Tokens on, two clients made with `manage.py create_client`. Client A submits four 20,000-image
 jobs; once all four are under way:
-- latency: client B submits a 5-image job, `runs` times, 3 s apart; seconds from each submit until
-  the status API says completed (polled ten times a second, as a client does);
-- share: B submits one 20,000-image job; after a 5 s ramp, the images each client measured in the
-  next 15 s, as a share of all measured then.
+- latency: client B submits a 5-image job, `runs` times; seconds from each submit until
+  the status API says completed (polled ten times a second, as a client does), 2 s apart;
+- share: B submits one 20,000-image job; after a 3 s ramp, the images each client measured in the
+  next 10 s, as a share of all measured then.
 Prints a Markdown table.
 """
 
@@ -32,7 +32,7 @@ bench_service.PG_DATABASE = "retailpulse_fairness"
 
 DELAY = "0.1-0.4"
 BIG, SMALL = 20_000, 5
-RAMP, WINDOW = 5.0, 15.0
+RAMP, WINDOW = 3.0, 10.0
 
 
 def create_client(service: Service, name: str) -> dict:
@@ -64,7 +64,7 @@ def run(service: Service, runs: int) -> dict:
         job_id, _ = service.submit(SMALL, f"b-small-{n}", headers=b)
         assert service.wait(job_id, headers=b) == "completed"
         latencies.append(time.perf_counter() - started)
-        time.sleep(3)
+        time.sleep(2)
     b_big, _ = service.submit(BIG, "b-big", headers=b)
     time.sleep(RAMP)
     a_before, b_before = measured(service, big, a), measured(service, [b_big], b)

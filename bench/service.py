@@ -92,6 +92,8 @@ http {{
         except TimeoutError:
             self.stop()
             raise
+        if self.process.poll() is not None:  # another benchmark's nginx answered on the port
+            raise RuntimeError(f"nginx could not start on port {NGINX_PORT}")
 
     @staticmethod
     def url(name: str) -> str:
@@ -199,8 +201,11 @@ class Service:
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
         try:
-            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code == 400)
-        except TimeoutError:
+            # 400: no such job; 401: API tokens on. And gunicorn is ours, not another benchmark's.
+            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code in (400, 401))
+            if self.web.poll() is not None:
+                raise RuntimeError(f"gunicorn could not start on port {WEB_PORT}")
+        except (TimeoutError, RuntimeError):
             self.stop()
             raise
         self._sampling = True
