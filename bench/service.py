@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
 WEB_PORT, NGINX_PORT = 8411, 8412
+PG_DATABASE = "retailpulse_bench"  # dropped and made again by each run on PostgreSQL
 STORES = 100
 
 
@@ -89,6 +90,8 @@ http {{
         except TimeoutError:
             self.stop()
             raise
+        if self.process.poll() is not None:  # another benchmark's nginx answered on the port
+            raise RuntimeError(f"nginx could not start on port {NGINX_PORT}")
 
     @staticmethod
     def url(name: str) -> str:
@@ -129,9 +132,9 @@ class Service:
                 old.unlink()
             database_url = f"sqlite:///{workdir}/bench.sqlite3"
         else:
-            for sql in ("DROP DATABASE IF EXISTS retailpulse_bench", "CREATE DATABASE retailpulse_bench"):
+            for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
                 subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-            database_url = "postgres://postgres@127.0.0.1:5432/retailpulse_bench"
+            database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -160,8 +163,11 @@ class Service:
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
         try:
-            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code == 400)
-        except TimeoutError:
+            # 400: no such job; 401: API tokens on. And gunicorn is ours, not another benchmark's.
+            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code in (400, 401))
+            if self.web.poll() is not None:
+                raise RuntimeError(f"gunicorn could not start on port {WEB_PORT}")
+        except (TimeoutError, RuntimeError):
             self.stop()
             raise
         self._sampling = True
@@ -196,7 +202,7 @@ class Service:
                 continue
         return seconds
 
-    def submit(self, images: int, tag: str, per_visit: int = 100) -> tuple[int, float]:
+    def submit(self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None) -> tuple[int, float]:
         visits = [
             {
                 "store_id": f"B{v % STORES:05d}",
@@ -206,14 +212,16 @@ class Service:
             for v in range((images + per_visit - 1) // per_visit)
         ]
         started = time.perf_counter()
-        response = requests.post(f"{self.base}/api/submit/", json={"count": len(visits), "visits": visits}, timeout=120)
+        body = {"count": len(visits), "visits": visits}
+        response = requests.post(f"{self.base}/api/submit/", json=body, headers=headers, timeout=120)
         assert response.status_code == 201, response.text
         return response.json()["job_id"], time.perf_counter() - started
 
-    def wait(self, job_id: int, timeout: float = 1800) -> str:
+    def wait(self, job_id: int, timeout: float = 1800, headers: dict | None = None) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = requests.get(f"{self.base}/api/status?jobid={job_id}", timeout=10).json()["status"]
+            answer = requests.get(f"{self.base}/api/status?jobid={job_id}", headers=headers, timeout=10)
+            status = answer.json()["status"]
             if status != "ongoing":
                 return status
             time.sleep(0.1)

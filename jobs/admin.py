@@ -49,14 +49,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = ["id", "status_badge", "progress", "images_failed", "created_at", "duration"]
-    list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
+    # Staff see every client's jobs: the API's scoping (selectors.jobs_visible_to) is for clients.
+    list_display = ["id", "client", "status_badge", "progress", "images_failed", "created_at", "duration"]
+    list_filter = ["status", "client", ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["client"]
     search_fields = ["id"]
     search_help_text = "A job id, or a store id to find the jobs that visited it."
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["retry_failed_images", "cancel_jobs"]
     fields = [
+        "client",
         "status_badge",
         "progress",
         "images_total",

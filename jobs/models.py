@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +22,17 @@ class Job(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
 
+    # The API client that submitted the job (the user behind its token); null is the one anonymous
+    # client of a service without tokens. Every API read is scoped to it (selectors.jobs_visible_to).
+    # No index of its own: the (client, status) index below starts with it.
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        db_index=False,
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONGOING)
     images_total = models.PositiveIntegerField(default=0)
     images_done = models.PositiveIntegerField(default=0)
@@ -35,7 +47,9 @@ class Job(models.Model):
     progressed_at = models.DateTimeField(default=timezone.now)
     # A retried submit with the same Idempotency-Key header gets this job back instead of a new one;
     # the fingerprint (SHA-256 of the body) tells a retry from a different body under the same key.
-    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True, unique=True)
+    # Unique per client (the constraints below); NULL, not "", for no key, as unique indexes never
+    # count NULLs equal.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     # Where the final status is POSTed when the job ends (see jobs.callbacks).
     callback_url = models.URLField(max_length=2048, blank=True)
@@ -49,12 +63,27 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "-id"], name="job_status_id"),
             models.Index(fields=["status", "progressed_at"], name="job_status_progressed"),
+            # A client's ongoing jobs: its pending images (the quota), and the admin's filter.
+            models.Index(fields=["client", "status"], name="job_client_status"),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(images_done__lte=models.F("images_total") - models.F("images_failed")),
                 name="job_counters_within_total",
-            )
+            ),
+            # Idempotency keys per client. Two partial constraints rather than one with
+            # nulls_distinct=False, which SQLite lacks: NULL never equals NULL in a unique index, so
+            # the anonymous client's keys get one of their own.
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=Q(client__isnull=False),
+                name="job_client_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(client__isnull=True),
+                name="job_anonymous_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,6 +162,9 @@ class Chunk(models.Model):
             models.Index(fields=["job", "state", "number"], name="chunk_job_state"),
             # The few pending chunks of every job, which every claim and submit look at.
             models.Index(fields=["state"], condition=models.Q(state="pending"), name="chunk_pending"),
+            # The chunks held now (a few, one per busy worker), which a claim counts for every
+            # candidate chunk (services.chunks.claim_chunk): a range of this index, not a scan.
+            models.Index(fields=["leased_until"], condition=models.Q(state="pending"), name="chunk_pending_lease"),
         ]
 
     def __str__(self) -> str:

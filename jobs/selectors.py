@@ -3,23 +3,53 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs.models import Chunk, ImageResult, Job, Visit
+from jobs.models import MAX_JOB_ID, Chunk, ImageResult, Job, Visit
 from stores.models import Store
 
 ERRORS_LISTED_PER_STORE = 5  # failed images named in one store's error; the rest are counted
 
 
 def get_job(job_id: int) -> Job | None:
+    """Any client's job: for workers, operators and the command line, never for an API client."""
     return Job.objects.filter(pk=job_id).first()
 
 
-def job_by_idempotency_key(key: str) -> Job | None:
-    return Job.objects.filter(idempotency_key=key).first()
+def api_client(user) -> User | None:
+    """The client an API request acts for: the user behind its token, or None, the one anonymous
+    client of a service without tokens (DRF's request.user is then None)."""
+    return user if user is not None and user.is_authenticated else None
+
+
+def jobs_visible_to(client: User | None) -> QuerySet:
+    """The jobs an API client may read: its own. Every API read of a job starts here, so another
+    client's job is answered exactly as a missing one, by the same single query."""
+    return Job.objects.filter(client=client)
+
+
+def visible_job(client: User | None, job_id: int) -> Job | None:
+    """The client's job `job_id`, or None: one that does not exist and another client's alike."""
+    if not 0 < job_id <= MAX_JOB_ID:  # no such row can exist, and a larger id would overflow a query
+        return None
+    return jobs_visible_to(client).filter(pk=job_id).first()
+
+
+def job_by_idempotency_key(client: User | None, key: str) -> Job | None:
+    return jobs_visible_to(client).filter(idempotency_key=key).first()
+
+
+def pending_images(client: User | None) -> int:
+    """Images of the client's ongoing jobs that have no outcome yet (the quota's count)."""
+    counters = jobs_visible_to(client).filter(status=Job.Status.ONGOING)
+    pending = counters.aggregate(pending=Sum(F("images_total") - F("images_done") - F("images_failed"), default=0))[
+        "pending"
+    ]
+    return int(pending)
 
 
 def is_current_callback(job_id: int, delivery_id: str) -> bool:
@@ -132,6 +162,7 @@ class VisitCursor:
 
 
 def visit_results(
+    client: User | None,
     *,
     area: str | None = None,
     store_id: str | None = None,
@@ -140,9 +171,9 @@ def visit_results(
     after: VisitCursor | None = None,
     limit: int = 1000,
 ) -> list[tuple]:
-    """Measured images (status done) of visits to stores of the master, in (store, visit time, visit,
-    image) order, after `after`: (store_id, area_code, store name, visit_time, perimeter, visit_id,
-    image_id).
+    """Measured images (status done) of the client's jobs' visits to stores of the master, in
+    (store, visit time, visit, image) order, after `after`: (store_id, area_code, store name,
+    visit_time, perimeter, visit_id, image_id).
 
     Keyset pagination: a page is an index range scan from the cursor, so the last page costs what
     the first does. SQL rather than the ORM, which would order by the visit's store column (it drops
@@ -155,7 +186,13 @@ def visit_results(
     store_table = ops.quote_name(Store._meta.db_table)
     visit_table = ops.quote_name(Visit._meta.db_table)
     image_table = ops.quote_name(ImageResult._meta.db_table)
+    job_table = ops.quote_name(Job._meta.db_table)
     where, params = ["i.status = %s"], [ImageResult.Status.DONE.value]
+    if client is None:
+        where.append("j.client_id IS NULL")
+    else:
+        where.append("j.client_id = %s")
+        params.append(client.pk)
     if area:
         where.append("s.area_code = %s")
         params.append(area)
@@ -179,11 +216,11 @@ def visit_results(
         params += [after.store_id, time, after.visit_id, after.image_id]
     sql = (
         "SELECT s.store_id, s.area_code, s.name, v.visit_time, i.perimeter, v.id, i.id"
-        # CROSS JOIN makes SQLite's join order stores, visits, images whatever its statistics say
-        # (without ANALYZE it may pick the visit_time index and sort every match); PostgreSQL plans
-        # it as the inner join it is.
-        f" FROM {store_table} s CROSS JOIN {visit_table} v CROSS JOIN {image_table} i"
-        f" WHERE v.store_id = s.store_id AND i.visit_id = v.id AND {' AND '.join(where)}"
+        # CROSS JOIN makes SQLite's join order stores, visits, jobs (one primary key lookup per
+        # visit, for its client), images whatever its statistics say (without ANALYZE it may pick
+        # the visit_time index and sort every match); PostgreSQL plans it as the inner join it is.
+        f" FROM {store_table} s CROSS JOIN {visit_table} v CROSS JOIN {job_table} j CROSS JOIN {image_table} i"
+        f" WHERE v.store_id = s.store_id AND j.id = v.job_id AND i.visit_id = v.id AND {' AND '.join(where)}"
         " ORDER BY s.store_id, v.visit_time, v.id, i.id"
         " LIMIT %s"
     )

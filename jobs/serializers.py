@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import ISO_8601
@@ -192,6 +193,9 @@ class SubmitJobSerializer(serializers.Serializer):
         images = sum(len(v["image_url"]) for v in visits)
         if images > settings.RETAILPULSE["MAX_IMAGES_PER_JOB"]:
             raise _limit_error("images in the job", images, "MAX_IMAGES_PER_JOB")
+        quota = settings.RETAILPULSE["CLIENT_MAX_PENDING_IMAGES"]
+        if quota and images > quota:  # a 400, not the quota's 429: no wait would let it in
+            raise _limit_error("images in the job", images, "CLIENT_MAX_PENDING_IMAGES")
         return visits
 
     def validate(self, attrs):
@@ -207,10 +211,11 @@ class SubmitJobSerializer(serializers.Serializer):
             for v in self.validated_data["visits"]
         ]
 
-    def submit(self, idempotency_key: str | None) -> services.Submission:
-        """Create the validated job, or return the one this idempotency key already made."""
+    def submit(self, idempotency_key: str | None, client: User | None) -> services.Submission:
+        """Create the validated job for the client, or return the one its idempotency key already made."""
         return services.submit_job(
             self.visit_inputs(),
+            client=client,
             callback_url=self.validated_data.get("callback_url", ""),
             idempotency_key=idempotency_key,
             fingerprint=self.fingerprint() if idempotency_key is not None else "",

@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import api, exports, monitoring, openapi, selectors, services
-from jobs.models import MAX_JOB_ID
 from jobs.serializers import (
     IMAGE_PAGE_SIZE,
     MAX_IMAGE_PAGE_SIZE,
@@ -47,6 +46,15 @@ class IdempotencyConflict(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
+class PendingImagesQuota(APIException):
+    """A 429 with Retry-After (DRF's exception handler sends `wait` as the header)."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    # A client's quota frees as its images finish, hundreds to thousands a second at the defaults:
+    # 30 s lets a real share of a backlog drain without leaving a client idle for long.
+    wait = 30
+
+
 class SubmitJobView(APIView):
     """POST /api/submit/: create a job; 201 {"job_id": N}."""
 
@@ -69,6 +77,10 @@ class SubmitJobView(APIView):
             413: openapi.error("The body is larger than RETAILPULSE_MAX_BODY_BYTES."),
             422: openapi.error("The Idempotency-Key was already used for a different body."),
             **openapi.ACCESS_ERRORS,
+            (429, "application/json"): openapi.error(
+                "Over the client's RETAILPULSE_THROTTLE_SUBMIT rate, or its RETAILPULSE_CLIENT_MAX_PENDING_IMAGES "
+                "quota (the message names the limit and the client's pending images); Retry-After says when to retry."
+            ),
         },
     )
     def post(self, request):
@@ -82,9 +94,11 @@ class SubmitJobView(APIView):
         serializer = SubmitJobSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         try:
-            submission = serializer.submit(key)
+            submission = serializer.submit(key, selectors.api_client(request.user))
         except services.IdempotencyKeyReused as exc:
             raise IdempotencyConflict(str(exc)) from None
+        except services.QuotaExceeded as exc:
+            raise PendingImagesQuota(str(exc)) from None
         response = Response({"job_id": submission.job.pk}, status=status.HTTP_201_CREATED)
         if submission.replayed:
             response["Idempotent-Replayed"] = "true"
@@ -112,7 +126,7 @@ class JobStatusView(APIView):
     )
     def get(self, request):
         job_id = parse_job_id(request.query_params.get("jobid"), "jobid")
-        job = selectors.get_job(job_id) if 0 < job_id <= MAX_JOB_ID else None
+        job = selectors.visible_job(selectors.api_client(request.user), job_id)
         if job is None:
             return Response({}, status=status.HTTP_400_BAD_REQUEST)  # the contract's answer, to the letter
         return Response(selectors.status_body(job))
@@ -130,7 +144,7 @@ class JobDetailView(APIView):
         responses={200: JobDetailSerializer, 404: openapi.error("No such job."), **openapi.ACCESS_ERRORS},
     )
     def get(self, request, job_id: int):
-        job = selectors.get_job(job_id) if job_id <= MAX_JOB_ID else None
+        job = selectors.visible_job(selectors.api_client(request.user), job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
         return Response(JobDetailSerializer(job).data)
@@ -198,7 +212,7 @@ class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
     def filters(self) -> dict:
         """The job's and the query's checks (the page size too, unused by the CSV export), then the filters."""
         job_id = self.kwargs["job_id"]
-        if job_id > MAX_JOB_ID or selectors.get_job(job_id) is None:
+        if selectors.visible_job(selectors.api_client(self.request.user), job_id) is None:
             raise NotFound(f"job {job_id} not found")
         query = ImagesQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
@@ -243,6 +257,7 @@ class VisitsView(APIView):
         params = query.validated_data
         page_size = params["page_size"]
         rows = selectors.visit_results(
+            selectors.api_client(request.user),
             area=params.get("area"),
             store_id=params.get("storeid"),
             start=params.get("startdate"),

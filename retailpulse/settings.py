@@ -233,6 +233,9 @@ RETAILPULSE = {
     "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
     "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),
     "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000),
+    # The most images one client may have pending (ongoing jobs' images without an outcome); a
+    # submit that would pass it gets a 429. 0: no quota.
+    "CLIENT_MAX_PENDING_IMAGES": env_int("RETAILPULSE_CLIENT_MAX_PENDING_IMAGES", 0),
     # The most images of one chunk: a job is cut into a multiple of WORKERS equal chunks no bigger
     # than this (services.chunks.chunk_sizes). Bigger chunks waste less of a worker's window at their
     # ends; a new job does not wait for them to end (services.chunks._make_way).

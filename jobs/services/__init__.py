@@ -20,6 +20,7 @@ from jobs.services.outcomes import record_outcomes
 from jobs.services.submission import (
     UNKNOWN_STORE,
     IdempotencyKeyReused,
+    QuotaExceeded,
     Submission,
     VisitInput,
     create_job,
@@ -30,6 +31,7 @@ __all__ = [
     "UNKNOWN_STORE",
     "Claim",
     "IdempotencyKeyReused",
+    "QuotaExceeded",
     "Submission",
     "VisitInput",
     "add_chunks",

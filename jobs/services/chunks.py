@@ -112,23 +112,31 @@ def claim_chunk() -> Claim | None:
     """Claim the next chunk, or None if no chunk is free.
 
     Free: pending, not held (or its lease ran out: counted in expired_leases, its worker died or
-    froze), not backing off after an error. Next: of the job with the fewest chunks held now, then
-    a job not yet started, then the oldest job, its lowest-numbered chunk. So jobs share the workers,
-    and a new job goes first (also when a chunk made way for it: the big job then holds none either).
+    froze), not backing off after an error. Next: of the client whose jobs hold the fewest chunks
+    now, then of its job with the fewest held, then a job not yet started, then the oldest job, its
+    lowest-numbered chunk. So clients share the workers whatever the number of jobs each submitted,
+    a client's jobs share its part, and a new job goes first among its client's (also when a chunk
+    made way for it: the big job then holds none either).
     """
     now = timezone.now()
-    held_in_job = (
-        Chunk.objects.filter(job=OuterRef("job"), state=Chunk.State.PENDING, leased_until__gt=now)
-        .order_by()
-        .values("job")
+    held = Chunk.objects.filter(state=Chunk.State.PENDING, leased_until__gt=now).order_by()
+    held_in_job = held.filter(job=OuterRef("job")).values("job").annotate(held=Count("id")).values("held")
+    # The anonymous client (NULL) is one client too: compared as 0, since NULL never equals NULL.
+    held_by_client = (
+        held.annotate(owner=Coalesce("job__client_id", 0))
+        .filter(owner=OuterRef("owner"))
+        .values("owner")
         .annotate(held=Count("id"))
         .values("held")
     )
     with transaction.atomic():
         chunk = (
             selectors.claimable_chunks(now)
-            .annotate(held_in_job=Coalesce(Subquery(held_in_job), 0))
-            .order_by("held_in_job", F("job__started_at").asc(nulls_first=True), "job_id", "number")
+            .annotate(owner=Coalesce("job__client_id", 0))
+            .annotate(
+                held_by_client=Coalesce(Subquery(held_by_client), 0), held_in_job=Coalesce(Subquery(held_in_job), 0)
+            )
+            .order_by("held_by_client", "held_in_job", F("job__started_at").asc(nulls_first=True), "job_id", "number")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )

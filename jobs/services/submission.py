@@ -4,6 +4,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -14,6 +16,9 @@ from jobs.services.outcomes import finish_job_if_complete
 from stores.selectors import existing_store_ids
 
 UNKNOWN_STORE = "store not in store master"
+# The first key of the PostgreSQL advisory lock that makes one client's submits take turns while the
+# quota is on; the second is the client's id (0: the anonymous client).
+QUOTA_LOCK = 7_355_001
 
 events = logging.getLogger("retailpulse.events")
 
@@ -35,29 +40,46 @@ class IdempotencyKeyReused(Exception):
     """The idempotency key was already used for a submit with a different body."""
 
 
+class QuotaExceeded(Exception):
+    """The client's pending images and the submit's would pass CLIENT_MAX_PENDING_IMAGES."""
+
+    def __init__(self, limit: int, pending: int, images: int):
+        super().__init__(
+            f"this client has {pending:,} images pending, and {images:,} more would pass its limit of {limit:,} "
+            "pending images (RETAILPULSE_CLIENT_MAX_PENDING_IMAGES); retry once some have finished"
+        )
+
+
 def submit_job(
     visits: list[VisitInput],
     *,
+    client: User | None = None,
     callback_url: str = "",
     idempotency_key: str | None = None,
     fingerprint: str = "",
 ) -> Submission:
-    """Create a job, or with an idempotency key already used for the same body, return its job.
+    """Create the client's job, or with an idempotency key the client already used for the same
+    body, return that job.
 
     `fingerprint` identifies the body (see SubmitJobSerializer.fingerprint); the same key with
     another body raises IdempotencyKeyReused. Two submits racing with one key create one job: the
-    unique key makes the second insert fail, and it returns the first one's job.
+    unique key makes the second insert fail (or, under a quota, the first one's images make it
+    raise QuotaExceeded), and it returns the first one's job.
     """
     if idempotency_key is not None:
-        earlier = selectors.job_by_idempotency_key(idempotency_key)
+        earlier = selectors.job_by_idempotency_key(client, idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
     try:
         job = create_job(
-            visits, callback_url=callback_url, idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint
+            visits,
+            client=client,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint,
         )
-    except IntegrityError:
-        earlier = selectors.job_by_idempotency_key(idempotency_key) if idempotency_key is not None else None
+    except (IntegrityError, QuotaExceeded):
+        earlier = selectors.job_by_idempotency_key(client, idempotency_key) if idempotency_key is not None else None
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
@@ -73,15 +95,19 @@ def _replay(job: Job, fingerprint: str) -> Submission:
 def create_job(
     visits: list[VisitInput],
     *,
+    client: User | None = None,
     callback_url: str = "",
     idempotency_key: str | None = None,
     idempotency_fingerprint: str = "",
 ) -> Job:
-    """Store a job with all its visits and (pending) image rows, and queue its first chunks."""
+    """Store the client's job with all its visits and (pending) image rows, and queue its first
+    chunks; QuotaExceeded if its images would pass the client's quota."""
     store_ids = {v.store_id for v in visits}
     known = existing_store_ids(store_ids)
     with transaction.atomic():
+        _check_quota(client, sum(len(v.image_urls) for v in visits if v.store_id in known))
         job = Job.objects.create(
+            client=client,
             images_total=sum(len(v.image_urls) for v in visits),
             callback_url=callback_url,
             idempotency_key=idempotency_key,
@@ -126,6 +152,26 @@ def create_job(
         finish_job_if_complete(job.pk)
     job.refresh_from_db()
     return job
+
+
+def _check_quota(client: User | None, images: int) -> None:
+    """Raise QuotaExceeded if `images` more pending images would pass the client's quota.
+
+    Run inside the submit's transaction, and one client's submits take turns from here to their
+    commit: two cannot both fit under the limit. On SQLite every write transaction takes the
+    database's lock at BEGIN; on PostgreSQL a transaction-scoped advisory lock per client does it.
+    """
+    limit = settings.RETAILPULSE["CLIENT_MAX_PENDING_IMAGES"]
+    if not limit:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [QUOTA_LOCK, client.pk if client else 0]
+            )
+    pending = selectors.pending_images(client)
+    if pending + images > limit:
+        raise QuotaExceeded(limit, pending, images)
 
 
 def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) -> int:

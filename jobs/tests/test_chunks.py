@@ -4,6 +4,7 @@ out), hand-backs that count nothing, errors that back off, making way, and the s
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -87,6 +88,23 @@ def test_claims_share_the_workers_between_jobs_oldest_first():
     ]
     assert services.claim_chunk() is None  # every chunk is held
     assert Job.objects.get(pk=second.pk).started_at is not None
+
+
+@pytest.mark.parametrize("a_name", ["chain-a", None])  # None: the anonymous client, one client too
+def test_claims_share_the_workers_between_clients_whatever_their_number_of_jobs(a_name):
+    a = User.objects.create_user(a_name) if a_name else None
+    b = User.objects.create_user("chain-b")
+    urls = [f"https://img.example.com/{n}.jpg" for n in range(12)]  # 4 chunks each
+    a1, a2, b1 = (services.create_job([services.VisitInput("S1", urls, WHEN)], client=c) for c in (a, a, b))
+
+    assert claimed(6) == [
+        (a1.pk, 0),  # no client holds a chunk: the oldest job
+        (b1.pk, 0),  # the client holding the fewest
+        (a2.pk, 0),  # a tie between clients: within A, the job holding none
+        (b1.pk, 1),
+        (a1.pk, 1),
+        (b1.pk, 2),
+    ]
 
 
 def test_a_lease_that_ran_out_is_claimed_again_and_counted():

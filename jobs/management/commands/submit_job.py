@@ -3,6 +3,7 @@ import sys
 import time
 from pathlib import Path
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
@@ -25,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("payload", type=Path, help='JSON file, or "-" for standard input')
         parser.add_argument("--wait", action="store_true", help="show progress until the job ends")
         parser.add_argument("--idempotency-key", help="like the Idempotency-Key header of the API")
+        parser.add_argument(
+            "--client", help="user name of the API client that owns the job (default: the anonymous client)"
+        )
         parser.add_argument("--poll", type=float, default=0.5, help="seconds between progress reads (0.5)")
         parser.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit 3)")
 
@@ -36,9 +40,14 @@ class Command(BaseCommand):
             serializer.is_valid(raise_exception=True)
         except ValidationError as exc:
             raise CommandError(f"{payload}: refused: {error_message(exc.detail)}", returncode=EXIT_REFUSED) from None
+        client = None
+        if options["client"] is not None:
+            client = User.objects.filter(username=options["client"]).first()
+            if client is None:
+                raise CommandError(f"no client named {options['client']!r}", returncode=EXIT_REFUSED)
         try:
-            submission = serializer.submit(key)
-        except services.IdempotencyKeyReused as exc:
+            submission = serializer.submit(key, client)
+        except (services.IdempotencyKeyReused, services.QuotaExceeded) as exc:
             raise CommandError(f"{payload}: refused: {exc}", returncode=EXIT_REFUSED) from None
         job = submission.job
         again = " (already submitted with this idempotency key)" if submission.replayed else ""
