@@ -2,8 +2,8 @@ import re
 from itertools import groupby
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.contrib import admin
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
