@@ -1,7 +1,7 @@
 """The operations dashboard and the per-minute outcome counts behind it (Django's test client; the
 browser run against a real qcluster is in test_admin_browser.py)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,24 +15,12 @@ from jobs import services
 from jobs.models import ImageResult, Job, OutcomeCount
 from jobs.processing import Outcome
 from jobs.services.outcomes import count_outcomes, failure_cause, worker_name
-from stores.models import Store
+from jobs.tests.helpers import create_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
 
 DASHBOARD = reverse("operations-dashboard")
 DATA = reverse("operations-dashboard-data")
-WHEN = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def stores(db):
-    Store.objects.bulk_create([Store(store_id=s, name=f"Name of {s}", area_code="700") for s in ("S1", "S2")])
-
-
-def make_job(*visits: tuple[str, int]) -> Job:
-    return services.create_job(
-        [services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], WHEN) for s, k in visits]
-    )
 
 
 def pending_ids(job: Job) -> list[int]:
@@ -67,7 +55,7 @@ def test_a_failure_cause_is_the_error_up_to_its_details(error, cause):
 
 
 def test_recorded_outcomes_are_counted_once_by_minute_worker_and_cause():
-    job = make_job(("S1", 8))
+    job = create_job(("S1", 8))
     ids = pending_ids(job)
     batch = [Outcome(i, 640, 480) for i in ids[:5]] + [
         Outcome(ids[5], error="HTTP 404"),
@@ -87,7 +75,7 @@ def test_recorded_outcomes_are_counted_once_by_minute_worker_and_cause():
 
 
 def test_unknown_stores_at_submit_and_a_cancel_are_counted_without_a_worker():
-    job = make_job(("S1", 3), ("NOPE", 2))
+    job = create_job(("S1", 3), ("NOPE", 2))
     services.cancel_job(job.pk)
     rows = {(r.worker, r.cause): r.images for r in OutcomeCount.objects.filter(job=job)}
     assert rows == {("", "store not in store master"): 2, ("", "job cancelled by an operator"): 3}
@@ -111,9 +99,9 @@ def test_the_index_links_to_the_dashboard(admin_client):
 
 
 def test_the_data_counts_the_last_hours_outcomes_by_minute_and_cause(admin_client):
-    job = make_job(("S1", 10), ("NOPE", 1))
+    job = create_job(("S1", 10), ("NOPE", 1))
     record(job, ["", "", "", "HTTP 404", "HTTP 404", "timed out after 30 s"])
-    other = make_job(("S2", 1))
+    other = create_job(("S2", 1))
     now = timezone.now()
     count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 4, "HTTP 404": 1})
     count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100, "HTTP 500": 100})  # too old
@@ -140,7 +128,7 @@ def test_the_data_counts_the_last_hours_outcomes_by_minute_and_cause(admin_clien
 
 
 def test_a_cause_links_to_its_failed_images(admin_client):
-    job = make_job(("S1", 4))
+    job = create_job(("S1", 4))
     record(job, ["HTTP 404", "HTTP 404", "timed out after 30 s", ""])
     causes = {c["cause"]: c["url"] for c in admin_client.get(DATA).json()["failure_causes"]}
 
@@ -151,7 +139,7 @@ def test_a_cause_links_to_its_failed_images(admin_client):
 
 
 def test_the_page_shows_the_figures_without_javascript(admin_client):
-    job = make_job(("S1", 3))
+    job = create_job(("S1", 3))
     record(job, ["", "HTTP 404"])
     page = admin_client.get(DASHBOARD).content.decode()
     assert '<td class="rp-measured" data-figure="measured">1</td>' in page
@@ -171,6 +159,6 @@ def test_the_data_reads_the_same_number_of_queries_whatever_the_history(admin_cl
 
     first = queries()
     for n in range(5):
-        job = make_job(("S1", 4), ("S2", 2))
+        job = create_job(("S1", 4), ("S2", 2))
         record(job, ["", "", f"HTTP 40{n}", "timed out after 30 s"])
     assert queries() == first
