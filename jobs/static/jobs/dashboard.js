@@ -11,6 +11,7 @@
 
   const hms = (iso) => iso.substring(11, 19); // Django writes UTC datetimes as ISO 8601
   const hm = (iso) => iso.substring(11, 16);
+  const minuteOf = (seconds) => hm(new Date(seconds * 1000).toISOString());
 
   function cell(content) {
     const td = document.createElement("td");
@@ -67,13 +68,12 @@
       {
         width: Math.max(400, target.clientWidth),
         height: 260,
-        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
         series: [
-          { label: "minute (UTC)" },
+          { label: "minute (UTC)", value: (u, ts) => (ts == null ? "--" : minuteOf(ts)) },
           { label: "measured", stroke: "#2e7d32", fill: "rgba(46,125,50,0.12)", width: 2 },
           { label: "failed", stroke: "#c62828", fill: "rgba(198,40,40,0.12)", width: 2 },
         ],
-        axes: [{}, { label: "images per minute" }],
+        axes: [{ values: (u, splits) => splits.map(minuteOf) }, { label: "images per minute" }],
       },
       series,
       target,
