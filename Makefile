@@ -48,7 +48,8 @@ bench: $(VENV)/.installed
 load: $(VENV)/.installed
 	$(PY) -u bench/load.py --clients 50 --seconds 30
 
-# Admin pages on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or DATABASE_URL).
+# Admin pages and the dashboard on 1,000,000 image results (seeded once into var/admin-bench.sqlite3, or
+# DATABASE_URL).
 bench-admin: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/admin-bench.sqlite3} $(PY) bench/admin_lists.py

@@ -4,6 +4,8 @@
 
 Seeds 1,000 jobs of 1,000 image results each (10 % failed) once, then prints the median of 5
 requests per page through Django's test client (no network, no web server: the page's own cost).
+Each run also writes the per-minute outcome counts of those 1,000,000 outcomes as if they had all
+been recorded within the last hour by 8 workers, so that the dashboard shows a full hour.
 """
 
 import os
@@ -23,13 +25,16 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.db.models import Count, Sum  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from jobs.models import ImageResult, Job, Visit  # noqa: E402
+from jobs.models import ImageResult, Job, OutcomeCount, Visit  # noqa: E402
 from stores.models import Store  # noqa: E402
 
 JOBS, IMAGES_PER_JOB, VISITS_PER_JOB = 1000, 1000, 10
+WORKERS, WORKERS_PER_JOB = 8, 4
+FAILURE_CAUSES = ["HTTP 404", "timed out after 30 s", "unsupported image format ICO", "refused", "host name not found"]
 
 
 def seed() -> None:
@@ -93,9 +98,39 @@ def seed() -> None:
             cursor.execute("ANALYZE")
 
 
+def seed_outcome_counts() -> None:
+    """Job j ran in minute j * 59 / JOBS of the last hour and the next one, on WORKERS_PER_JOB of
+    WORKERS workers: per (minute, worker), a row of measured images and one of a failure cause."""
+    start = timezone.now().replace(second=0, microsecond=0) - timezone.timedelta(minutes=59)
+    failed_per_job = IMAGES_PER_JOB // 10
+    cells = [(minute, worker) for minute in range(2) for worker in range(WORKERS_PER_JOB)]
+    rows = []
+    for j, job_id in enumerate(Job.objects.order_by("id").values_list("id", flat=True)[:JOBS]):
+        for i, (minute_offset, worker_offset) in enumerate(cells):
+            minute = start + timezone.timedelta(minutes=j * 59 // JOBS + minute_offset)
+            worker = f"bench-host {1000 + (j + worker_offset) % WORKERS}"
+            measured = (IMAGES_PER_JOB - failed_per_job) // len(cells) + (
+                i < (IMAGES_PER_JOB - failed_per_job) % len(cells)
+            )
+            failed = failed_per_job // len(cells) + (i < failed_per_job % len(cells))
+            for cause, images in (("", measured), (FAILURE_CAUSES[j % len(FAILURE_CAUSES)], failed)):
+                rows.append(
+                    OutcomeCount(
+                        minute=minute, job_id=job_id, worker=worker, cause=cause, images=images, last_at=minute
+                    )
+                )
+    with transaction.atomic():
+        OutcomeCount.objects.all().delete()
+        OutcomeCount.objects.bulk_create(rows, batch_size=2000)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {OutcomeCount._meta.db_table}")
+
+
 def main() -> None:
     call_command("migrate", verbosity=0)
     seed()
+    seed_outcome_counts()
     User.objects.filter(username="bench").delete()
     User.objects.create_superuser("bench", "bench@example.com", "bench-Pass-123")
     client = Client()
@@ -110,8 +145,12 @@ def main() -> None:
         "image results, all": "/admin/jobs/imageresult/",
         "failed images, all": "/admin/jobs/imageresult/?status__exact=failed",
         "status API": f"/api/status?jobid={job.pk}",
+        "dashboard": "/admin/dashboard/",
+        "dashboard refresh (JSON)": "/admin/dashboard/data/",
     }
+    counted = OutcomeCount.objects.aggregate(images=Sum("images"), rows=Count("id"))
     print(f"{connection.vendor}, {ImageResult.objects.count():,} image results, {Job.objects.count():,} jobs")
+    print(f"{counted['images']:,} outcomes counted in the last hour, in {counted['rows']:,} per-minute rows")
     print(f"{'page':28} {'median ms':>10} {'status':>7}")
     for name, url in pages.items():
         timings = []

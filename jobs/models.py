@@ -196,3 +196,30 @@ class ImageResult(models.Model):
 
     def __str__(self) -> str:
         return f"Image {self.pk} of job {self.job_id}"
+
+
+class OutcomeCount(models.Model):
+    """How many images of a job got an outcome in one minute, from one worker, for one cause.
+
+    Kept as outcomes are recorded (one upsert per batch, services.outcomes) so that the dashboard's
+    per-minute figures read a few thousand rows an hour instead of the image table.
+    """
+
+    minute = models.DateTimeField()  # the start of the minute (UTC)
+    # No index of its own: only the dashboard reads these rows, by minute; a job's rows go with it.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # "host pid" of the worker process that recorded the outcomes (as Chunk.worker); empty for images
+    # failed without one (an unknown store at submit, a cancel).
+    worker = models.CharField(max_length=128, blank=True)
+    # Empty for measured images; for failed ones the error's short form (services.failure_cause).
+    cause = models.CharField(max_length=64, blank=True)
+    images = models.PositiveIntegerField()
+    last_at = models.DateTimeField()  # the latest of these outcomes
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "job", "worker", "cause"], name="outcome_count_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.images} images of job {self.job_id} at {self.minute:%H:%M} ({self.cause or 'measured'})"

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from jobs import selectors
 from jobs.models import CallbackStatus, Chunk, Job
 
 HEARTBEAT_MAX_AGE = 10.0  # seconds: an older cluster heartbeat does not count
@@ -112,12 +113,7 @@ class RetailPulseCollector(Collector):
         queue.add_metric(["taken"], broker.lock_size())
         yield queue
 
-        now = timezone.now()
-        pending = Chunk.objects.filter(state=Chunk.State.PENDING)
-        counts = pending.aggregate(
-            held=Count("id", filter=Q(leased_until__gt=now)),
-            free=Count("id", filter=Q(leased_until__isnull=True) | Q(leased_until__lte=now)),
-        )
+        counts = selectors.chunk_queue(timezone.now())
         chunks = GaugeMetricFamily(
             "retailpulse_chunks_unfinished",
             "Chunks not yet done: held (a worker's lease runs) and free (waiting for a claim, or backing off).",

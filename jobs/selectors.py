@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs.models import MAX_JOB_ID, Chunk, ImageResult, Job, Visit
+from jobs.models import MAX_JOB_ID, Chunk, ImageResult, Job, OutcomeCount, Visit
 from stores.models import Store
 
 ERRORS_LISTED_PER_STORE = 5  # failed images named in one store's error; the rest are counted
@@ -81,6 +81,14 @@ def claimable_chunks(now: datetime) -> QuerySet:
         Chunk.objects.filter(state=Chunk.State.PENDING)
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    )
+
+
+def chunk_queue(now: datetime) -> dict[str, int]:
+    """Pending chunks: `held` (a worker's lease runs) and `free` (waiting for a claim, or backing off)."""
+    return Chunk.objects.filter(state=Chunk.State.PENDING).aggregate(
+        held=Count("id", filter=Q(leased_until__gt=now)),
+        free=Count("id", filter=Q(leased_until__isnull=True) | Q(leased_until__lte=now)),
     )
 
 
@@ -234,3 +242,51 @@ def _aware(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = parse_datetime(value)
     return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+def ongoing_jobs(limit: int) -> tuple[int, list[Job]]:
+    """How many jobs are ongoing, and the `limit` oldest of them."""
+    ongoing = Job.objects.filter(status=Job.Status.ONGOING)
+    return ongoing.count(), list(ongoing.order_by("id")[:limit])
+
+
+# The dashboard's figures come from the per-minute outcome counts (OutcomeCount), never from the
+# image table: an hour is a few thousand rows however many images it measured.
+
+
+def outcomes_per_minute(since: datetime) -> dict[datetime, tuple[int, int]]:
+    """(measured, failed) images per minute from `since`, for the minutes that had any."""
+    rows = (
+        OutcomeCount.objects.filter(minute__gte=since)
+        .order_by()
+        .values("minute")
+        .annotate(measured=Sum("images", filter=Q(cause="")), failed=Sum("images", filter=~Q(cause="")))
+        .values_list("minute", "measured", "failed")
+    )
+    return {minute: (measured or 0, failed or 0) for minute, measured, failed in rows}
+
+
+def failure_causes(since: datetime, limit: int) -> list[tuple[str, int]]:
+    """The `limit` commonest causes of failed images since `since`, with their image counts."""
+    return list(
+        OutcomeCount.objects.filter(minute__gte=since)
+        .exclude(cause="")
+        .order_by()
+        .values("cause")
+        .annotate(images=Sum("images"))
+        .order_by("-images", "cause")
+        .values_list("cause", "images")[:limit]
+    )
+
+
+def last_outcome_by_worker(since: datetime) -> dict[str, datetime]:
+    """Each worker ("host pid") that recorded outcomes since `since`, and when it last did."""
+    rows = (
+        OutcomeCount.objects.filter(minute__gte=since)
+        .exclude(worker="")
+        .order_by()
+        .values("worker")
+        .annotate(last=Max("last_at"))
+        .values_list("worker", "last")
+    )
+    return dict(rows)

@@ -2,8 +2,10 @@ import re
 from itertools import groupby
 
 from django.conf import settings
+from django.contrib import admin
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -13,7 +15,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import api, exports, monitoring, openapi, selectors, services
+from jobs import api, dashboard, exports, monitoring, openapi, selectors, services
 from jobs.serializers import (
     IMAGE_PAGE_SIZE,
     MAX_IMAGE_PAGE_SIZE,
@@ -306,3 +308,15 @@ def readyz(request):
 def metrics(request):
     """Prometheus text format, computed from the database at scrape time."""
     return HttpResponse(generate_latest(monitoring.registry), content_type=CONTENT_TYPE_LATEST)
+
+
+# The operations dashboard: staff only (urls.py wraps both in the admin's login check).
+@require_GET
+def operations_dashboard(request):
+    context = {**admin.site.each_context(request), "title": "Operations dashboard", "data": dashboard.snapshot()}
+    return render(request, "admin/operations_dashboard.html", context)
+
+
+@require_GET
+def operations_dashboard_data(request):
+    return JsonResponse(dashboard.snapshot())

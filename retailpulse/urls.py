@@ -18,6 +18,12 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
+    path("admin/dashboard/", admin.site.admin_view(views.operations_dashboard), name="operations-dashboard"),
+    path(
+        "admin/dashboard/data/",
+        admin.site.admin_view(views.operations_dashboard_data),
+        name="operations-dashboard-data",
+    ),
     path("admin/", admin.site.urls),
 ]
 

@@ -9,8 +9,6 @@ the broker's redelivery, nor on its order, nor on its prefetch.
 
 import logging
 import math
-import os
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +22,7 @@ from django.utils import timezone
 from jobs import selectors
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
-from jobs.services.outcomes import record_outcomes
+from jobs.services.outcomes import record_outcomes, worker_name
 from jobs.services.queue import enqueue
 
 MIN_CHUNK_SIZE = 100  # images: below this, a chunk's own claim and writes cost more than they spread
@@ -146,7 +144,7 @@ def claim_chunk() -> Claim | None:
         claimed = {
             "claim": uuid.uuid4().hex,
             "leased_until": _lease_end(),
-            "worker": f"{socket.gethostname()} {os.getpid()}",
+            "worker": worker_name(),
             "make_way": False,
             "expired_leases": chunk.expired_leases + (1 if chunk.claim else 0),  # never released: its holder died
         }

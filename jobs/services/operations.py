@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from jobs.models import Chunk, ImageResult, Job, Visit
 from jobs.services.chunks import add_chunks
-from jobs.services.outcomes import finish_job_if_complete
+from jobs.services.outcomes import count_outcomes, failure_cause, finish_job_if_complete
 from stores.models import Store
 
 
@@ -47,7 +47,9 @@ def cancel_job(job_id: int, reason: str = "job cancelled by an operator") -> int
             return 0
         Chunk.objects.filter(job_id=job_id).update(state=Chunk.State.DONE, claim="", leased_until=None)
         pending = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.PENDING)
-        cancelled = pending.update(status=ImageResult.Status.FAILED, error=reason, processed_at=timezone.now())
+        now = timezone.now()
+        cancelled = pending.update(status=ImageResult.Status.FAILED, error=reason, processed_at=now)
         Job.objects.filter(pk=job_id).update(images_failed=F("images_failed") + cancelled)
+        count_outcomes(job_id, "", now, {failure_cause(reason): cancelled})
         finish_job_if_complete(job_id)
     return cancelled

@@ -7,6 +7,10 @@ transaction.
 """
 
 import logging
+import os
+import re
+import socket
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -15,13 +19,29 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from jobs import selectors
-from jobs.models import ImageResult, Job
+from jobs.models import ImageResult, Job, OutcomeCount
 from jobs.processing import Outcome
 from jobs.services.callbacks import queue_callback
 
 # One structured line per job event (created, started, finished), per failed image and per callback
 # attempt: the message reads well as text, the `extra` fields are what LOG_FORMAT=json shows.
 events = logging.getLogger("retailpulse.events")
+
+CAUSE_MAX_LENGTH = OutcomeCount._meta.get_field("cause").max_length
+# An error's cause is its text up to the first detail: "HTTP 404", "timed out after 30 s",
+# "refused" (of "refused: 10.0.0.1 is not a public address"), "unsupported image format ICO".
+_CAUSE_END = re.compile(r"[:(]")
+
+
+def worker_name() -> str:
+    """This process as chunks and outcome counts name it: "host pid"."""
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def failure_cause(error: str) -> str:
+    """The short form of a failed image's error that the dashboard counts: every error text
+    starts with its cause, so the images of a cause are those whose error starts with it."""
+    return _CAUSE_END.split(error, maxsplit=1)[0].strip()[:CAUSE_MAX_LENGTH] or "other"
 
 
 def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tuple]) -> int:
@@ -72,26 +92,60 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             done_rows,
         )
         failed = _set_pending_images(ImageResult.Status.FAILED.value, now, {"error": "text"}, failed_rows)
+        causes = Counter()
         if failed:
-            _log_failed_images(job_id, [row[0] for row in failed_rows], recorded_at)
+            failed_images = _images_failed_by(failed_rows, recorded_at)
+            _log_failed_images(job_id, failed_images)
+            causes.update(failure_cause(error) for *_, error in failed_images)
         if done or failed:
             Job.objects.filter(pk=job_id).update(
                 images_done=F("images_done") + done,
                 images_failed=F("images_failed") + failed,
                 progressed_at=recorded_at,
             )
+            count_outcomes(job_id, worker_name(), recorded_at, {"": done, **causes})
             finish_job_if_complete(job_id)
 
 
-def _log_failed_images(job_id: int, image_ids: list[int], failed_at: datetime) -> None:
-    """One line per image this batch failed: those it changed carry its timestamp (a repeat or a
-    late outcome for a cancelled image changes nothing, and is not logged)."""
-    failed = (
-        ImageResult.objects.filter(id__in=image_ids, status=ImageResult.Status.FAILED, processed_at=failed_at)
+def count_outcomes(job_id: int, worker: str, at: datetime, images_by_cause: dict[str, int]) -> None:
+    """Add images that got an outcome at `at` to the job's counts of that minute, by cause ("" for
+    measured): one statement for the whole batch.
+
+    SQL because the ORM's upsert (bulk_create with update_conflicts) can only replace a count, not
+    add to it. SQLite and PostgreSQL share the syntax. Each (job, worker) has rows of its own, so
+    workers of different jobs never wait on each other's counts.
+    """
+    rows = [(cause, images) for cause, images in images_by_cause.items() if images]
+    if not rows:
+        return
+    minute = connection.ops.adapt_datetimefield_value(at.replace(second=0, microsecond=0))
+    last_at = connection.ops.adapt_datetimefield_value(at)
+    table = connection.ops.quote_name(OutcomeCount._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (minute, job_id, worker, cause, images, last_at)"
+            f" VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(rows))}"
+            f" ON CONFLICT (minute, job_id, worker, cause) DO UPDATE"
+            f" SET images = {table}.images + excluded.images, last_at = excluded.last_at",
+            [value for cause, images in rows for value in (minute, job_id, worker, cause, images, last_at)],
+        )
+
+
+def _images_failed_by(failed_rows: list[tuple], failed_at: datetime) -> list[tuple]:
+    """(id, store id, url, error) of the images a batch failed: those it changed carry its
+    timestamp (a repeat or a late outcome for a cancelled image changes nothing)."""
+    return list(
+        ImageResult.objects.filter(
+            id__in=[row[0] for row in failed_rows], status=ImageResult.Status.FAILED, processed_at=failed_at
+        )
         .order_by("id")
         .values_list("id", "visit__store_code", "url", "error")
     )
-    for image_id, store_id, url, error in failed:
+
+
+def _log_failed_images(job_id: int, failed_images: list[tuple]) -> None:
+    """One line per image this batch failed."""
+    for image_id, store_id, url, error in failed_images:
         events.warning(
             "job %s image %s of store %s failed: %s: %s",
             job_id,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from jobs import selectors
 from jobs.models import ImageResult, Job, Visit
 from jobs.services.chunks import add_chunks
-from jobs.services.outcomes import finish_job_if_complete
+from jobs.services.outcomes import count_outcomes, failure_cause, finish_job_if_complete
 from stores.selectors import existing_store_ids
 
 UNKNOWN_STORE = "store not in store master"
@@ -142,6 +142,7 @@ def create_job(
         failed_now = _insert_images(job, visit_rows, visits)
         if failed_now:
             Job.objects.filter(pk=job.pk).update(images_failed=failed_now)
+            count_outcomes(job.pk, "", timezone.now(), {failure_cause(UNKNOWN_STORE): failed_now})
 
         pending_ids = list(
             ImageResult.objects.filter(job=job, status=ImageResult.Status.PENDING)

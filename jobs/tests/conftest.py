@@ -1,4 +1,4 @@
-"""Fixtures of the API tests (jobs/tests/test_api_*.py)."""
+"""Fixtures of the API, admin and dashboard tests."""
 
 import pytest
 
@@ -14,3 +14,9 @@ def two_stores(db):
             Store(store_id="S01408764", name="Asha Communication", area_code="710006"),
         ]
     )
+
+
+@pytest.fixture
+def stores_s1_s2(db):
+    """Stores S1 and S2 ("Name of S1", ...): the stores the admin and dashboard tests' jobs visit."""
+    Store.objects.bulk_create([Store(store_id=s, name=f"Name of {s}", area_code="700") for s in ("S1", "S2")])

@@ -1,5 +1,9 @@
 import contextlib
 import time
+from datetime import UTC, datetime
+
+from jobs import services
+from jobs.models import Job
 
 
 def submit(client, visits: list[dict]):
@@ -39,3 +43,12 @@ IMAGE_URL = "https://images.example.com/2.jpg"
 
 def make_job(client, *visits) -> int:
     return submit(client, list(visits)).json()["job_id"]
+
+
+def create_job(*visits: tuple[str, int]) -> Job:
+    """A job made by the service directly, one visit per (store id, image count); its image URLs
+    are never fetched (no worker runs in these tests)."""
+    when = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
+    return services.create_job(
+        [services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], when) for s, k in visits]
+    )

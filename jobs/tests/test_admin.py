@@ -9,24 +9,14 @@ from django.urls import reverse
 from jobs import services
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
+from jobs.tests.helpers import create_job
 from stores.models import Store
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
 
 WHEN = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
 JOBS = reverse("admin:jobs_job_changelist")
 IMAGES = reverse("admin:jobs_imageresult_changelist")
-
-
-@pytest.fixture(autouse=True)
-def stores(db):
-    Store.objects.bulk_create([Store(store_id=s, name=f"Name of {s}", area_code="700") for s in ("S1", "S2")])
-
-
-def make_job(*visits: tuple[str, int]) -> Job:
-    return services.create_job(
-        [services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], WHEN) for s, k in visits]
-    )
 
 
 def fail_all(job: Job, error: str = "HTTP 404") -> None:
@@ -49,9 +39,9 @@ def test_index_links_to_failed_jobs_and_images(admin_client):
 
 
 def test_job_list_shows_badge_progress_and_failures(admin_client):
-    failed = make_job(("S1", 2), ("NOPE", 1))
+    failed = create_job(("S1", 2), ("NOPE", 1))
     fail_all(failed)
-    ongoing = make_job(("S2", 4))
+    ongoing = create_job(("S2", 4))
 
     html = admin_client.get(JOBS).content.decode()
     assert html.index(f">{ongoing.pk}<") < html.index(f">{failed.pk}<")  # newest first
@@ -61,39 +51,39 @@ def test_job_list_shows_badge_progress_and_failures(admin_client):
 
 
 def test_job_list_queries_do_not_grow_with_jobs_or_images(admin_client, django_assert_max_num_queries):
-    make_job(("S1", 3))
+    create_job(("S1", 3))
     with django_assert_max_num_queries(12) as few:
         admin_client.get(JOBS)
     for _ in range(20):
-        make_job(("S1", 50), ("S2", 50))
+        create_job(("S1", 50), ("S2", 50))
     with django_assert_max_num_queries(len(few.captured_queries)):
         admin_client.get(JOBS)
 
 
 @pytest.mark.parametrize(("term", "expected"), [("S2", {"b"}), ("NOPE", set()), ("S1", {"a", "b"})])
 def test_job_search_by_store_id(admin_client, term, expected):
-    jobs = {"a": make_job(("S1", 1)), "b": make_job(("S1", 1), ("S2", 1))}
+    jobs = {"a": create_job(("S1", 1)), "b": create_job(("S1", 1), ("S2", 1))}
     response = admin_client.get(JOBS, {"q": term})
     shown = {job.pk for job in response.context["cl"].result_list}
     assert shown == {jobs[name].pk for name in expected}
 
 
 def test_job_search_by_id(admin_client):
-    job = make_job(("S1", 1))
-    make_job(("S1", 1))
+    job = create_job(("S1", 1))
+    create_job(("S1", 1))
     response = admin_client.get(JOBS, {"q": str(job.pk)})
     assert [j.pk for j in response.context["cl"].result_list] == [job.pk]
 
 
 def test_job_filter_by_status(admin_client):
-    failed = make_job(("NOPE", 1))
-    make_job(("S1", 1))
+    failed = create_job(("NOPE", 1))
+    create_job(("S1", 1))
     response = admin_client.get(JOBS, {"status__exact": "failed"})
     assert [j.pk for j in response.context["cl"].result_list] == [failed.pk]
 
 
 def test_failed_job_page_shows_visits_errors_and_links(admin_client):
-    job = make_job(("S1", 1), ("NOPE", 2))
+    job = create_job(("S1", 1), ("NOPE", 2))
     fail_all(job)
     job.refresh_from_db()
 
@@ -106,15 +96,15 @@ def test_failed_job_page_shows_visits_errors_and_links(admin_client):
 
 
 def test_job_pages_are_read_only(admin_client):
-    job = make_job(("S1", 1))
+    job = create_job(("S1", 1))
     assert admin_client.get(reverse("admin:jobs_job_add")).status_code == 403
     html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert 'name="_save"' not in html
 
 
 def test_image_list_filters_by_job_store_and_status(admin_client):
-    job = make_job(("S1", 2), ("S2", 1))
-    other = make_job(("S1", 1))
+    job = create_job(("S1", 2), ("S2", 1))
+    other = create_job(("S1", 1))
     first = ImageResult.objects.filter(job=job).order_by("id").first()
     services.record_outcomes(job.pk, [Outcome(first.pk, error="HTTP 404")])
 
@@ -136,7 +126,7 @@ def run_action(admin_client, action: str, *jobs: Job):
 
 
 def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, settings):
-    job = make_job(("S1", 3), ("NOPE", 1))
+    job = create_job(("S1", 3), ("NOPE", 1))
     ids = list(ImageResult.objects.filter(job=job, status="pending").order_by("id").values_list("id", flat=True))
     services.record_outcomes(
         job.pk, [Outcome(ids[0], 5, 5), Outcome(ids[1], error="HTTP 404"), Outcome(ids[2], error="x")]
@@ -161,7 +151,7 @@ def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, setting
 
 
 def test_retry_picks_up_a_store_added_to_the_master_since(admin_client):
-    job = make_job(("LATER", 2))
+    job = create_job(("LATER", 2))
     Store.objects.create(store_id="LATER", name="Added later", area_code="1")
 
     run_action(admin_client, "retry_failed_images", job)
@@ -172,7 +162,7 @@ def test_retry_picks_up_a_store_added_to_the_master_since(admin_client):
 
 
 def test_retry_on_a_job_without_failures_does_nothing(admin_client):
-    job = make_job(("S1", 1))
+    job = create_job(("S1", 1))
     response = run_action(admin_client, "retry_failed_images", job)
     assert "no failed image to retry" in response.content.decode()
     job.refresh_from_db()
@@ -180,7 +170,7 @@ def test_retry_on_a_job_without_failures_does_nothing(admin_client):
 
 
 def test_cancel_fails_pending_images_with_a_reason(admin_client):
-    job = make_job(("S1", 3))
+    job = create_job(("S1", 3))
     first = ImageResult.objects.filter(job=job).order_by("id").first()
     services.record_outcomes(job.pk, [Outcome(first.pk, 5, 5)])
 
@@ -216,7 +206,7 @@ def test_a_viewer_sees_no_action(viewer_client):
 
 @pytest.mark.parametrize("action", ["retry_failed_images", "cancel_jobs"])
 def test_a_viewers_action_post_is_refused_and_changes_nothing(viewer_client, action):
-    failed, ongoing = make_job(("S1", 2)), make_job(("S2", 2))
+    failed, ongoing = create_job(("S1", 2)), create_job(("S2", 2))
     fail_all(failed)
 
     def state():

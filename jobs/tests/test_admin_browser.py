@@ -1,9 +1,10 @@
-"""The operator's path through the admin in a real browser (Debian's Chromium, driven by Playwright).
+"""The operator's paths through the admin in a real browser (Debian's Chromium, driven by Playwright).
 
 Log in, open the failed jobs, read a job's error, retry its failed images once the image host
-serves them, and see the job complete. The screenshots in docs/ come from this test: it writes them
-to SCREENSHOTS_DIR, which `make screenshots` points at docs/; unset, to a temporary folder, so that a
-test run leaves the tree as it was.
+serves them, and see the job complete; watch the dashboard follow a job as a real qcluster runs it.
+The screenshots in docs/ come from these tests: they write them to SCREENSHOTS_DIR, which
+`make screenshots` points at docs/; unset, to a temporary folder, so that a test run leaves the tree
+as it was.
 """
 
 import os
@@ -46,11 +47,18 @@ def screenshot(tmp_path):
     return take
 
 
+def log_in(page, live_server) -> None:
+    User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_operator_finds_a_failure_retries_it_and_the_job_completes(
     client, live_server, page, screenshot, image_server, start_cluster
 ):
-    User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
     Store.objects.bulk_create([Store(store_id=s, name=f"{s} General Store", area_code="7000") for s in ("S1", "S2")])
     start_cluster()
     key = uuid.uuid4().hex
@@ -61,10 +69,7 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
     ).json()["job_id"]
     assert wait_for_job(client, job_id)["status"] == "failed"
 
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    log_in(page, live_server)
     page.click("text=Failed jobs")
     row = page.locator("#result_list tbody tr", has_text=str(job_id))
     expect(row.locator(".rp-badge")).to_have_text("failed")
@@ -86,3 +91,54 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
     page.goto(f"{live_server.url}/admin/jobs/job/{job_id}/change/")
     expect(page.locator(".field-status_badge .rp-badge")).to_have_text("completed")
     expect(page.locator(".field-store_errors")).to_contain_text("none")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_follows_a_running_job_without_a_reload(
+    client, live_server, page, screenshot, image_server, start_cluster
+):
+    Store.objects.create(store_id="S1", name="S1 General Store", area_code="7000")
+    start_cluster()
+    log_in(page, live_server)
+    page.click("text=Dashboard")
+    measured, failed = page.locator("[data-figure=measured]"), page.locator("[data-figure=failed]")
+    ongoing = page.locator("[data-figure='jobs.ongoing']")
+    expect(measured).to_have_text("0")
+    expect(page.locator("#rp-workers")).to_contain_text("none in the last hour")  # the cluster's workers, idle
+    page.evaluate("window.notReloaded = true")
+
+    # 20 images measured at once, one 404, and one the image host holds back until released.
+    key = uuid.uuid4().hex
+    missing_url = image_server.url("/status/404")
+    job_id = submit(
+        client,
+        [
+            visit(
+                "S1",
+                *(image_server.url(f"/img/{width}x480.jpg") for width in range(600, 620)),
+                missing_url,
+                image_server.url(f"/held/{key}?peers=1000&wait=120"),
+            )
+        ],
+    ).json()["job_id"]
+
+    # The page's refresh (every 3 s) brings the numbers in: the default wait of 15 s is its margin.
+    expect(measured).to_have_text("20")
+    expect(failed).to_have_text("1")
+    expect(ongoing).to_have_text("1")
+    expect(page.locator("#rp-jobs")).to_contain_text("21 / 22")
+    expect(page.locator("#rp-causes")).to_contain_text("HTTP 404")
+    expect(page.locator("#rp-workers")).to_contain_text(" s ago)")  # a worker's last outcome
+    expect(page.locator("#rp-chart canvas").first).to_be_visible()
+    screenshot(page, "admin-dashboard.png")
+
+    image_server.release(key)
+    assert wait_for_job(client, job_id)["status"] == "failed"
+    expect(measured).to_have_text("21")
+    expect(ongoing).to_have_text("0")
+    expect(page.locator("#rp-jobs")).to_contain_text("none")
+    assert page.evaluate("window.notReloaded") is True
+
+    page.click("#rp-causes a:text-is('HTTP 404')")
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    expect(page.locator("#result_list")).to_contain_text(missing_url)

@@ -1,0 +1,164 @@
+"""The operations dashboard and the per-minute outcome counts behind it (Django's test client; the
+browser run against a real qcluster is in test_admin_browser.py)."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import ImageResult, Job, OutcomeCount
+from jobs.processing import Outcome
+from jobs.services.outcomes import count_outcomes, failure_cause, worker_name
+from jobs.tests.helpers import create_job
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
+
+DASHBOARD = reverse("operations-dashboard")
+DATA = reverse("operations-dashboard-data")
+
+
+def pending_ids(job: Job) -> list[int]:
+    return list(ImageResult.objects.filter(job=job, status="pending").order_by("id").values_list("id", flat=True))
+
+
+def record(job: Job, errors: list[str]) -> None:
+    """Outcomes for the job's next pending images: measured for "", failed with the error otherwise."""
+    ids = pending_ids(job)
+    services.record_outcomes(
+        job.pk, [Outcome(i, error=e) if e else Outcome(i, 640, 480) for i, e in zip(ids, errors, strict=False)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("HTTP 404", "HTTP 404"),
+        ("HTTP 503 (after 3 attempts)", "HTTP 503"),
+        ("timed out after 30 s", "timed out after 30 s"),
+        ("refused: 10.0.0.1 is not a public address", "refused"),
+        ("unsupported image format ICO (accepted: JPEG, PNG)", "unsupported image format ICO"),
+        ("gave up after 3 attempts: database is locked", "gave up after 3 attempts"),
+        ("store not in store master", "store not in store master"),
+        ("x" * 100, "x" * 64),
+        (": nothing before the detail", "other"),
+    ],
+)
+def test_a_failure_cause_is_the_error_up_to_its_details(error, cause):
+    assert failure_cause(error) == cause
+    assert cause == "other" or error.startswith(cause)
+
+
+def test_recorded_outcomes_are_counted_once_by_minute_worker_and_cause():
+    job = create_job(("S1", 8))
+    ids = pending_ids(job)
+    batch = [Outcome(i, 640, 480) for i in ids[:5]] + [
+        Outcome(ids[5], error="HTTP 404"),
+        Outcome(ids[6], error="HTTP 404"),
+    ]
+    services.record_outcomes(job.pk, batch)
+    services.record_outcomes(job.pk, batch)  # a chunk measured twice changes nothing the second time
+    services.record_outcomes(job.pk, [Outcome(ids[7], error="timed out after 30 s")])
+
+    rows = OutcomeCount.objects.filter(job=job).values_list("worker", "cause").annotate(images=Sum("images"))
+    # Summed over minutes: the batches may straddle a minute boundary.
+    assert sorted(rows) == [
+        (worker_name(), "", 5),
+        (worker_name(), "HTTP 404", 2),
+        (worker_name(), "timed out after 30 s", 1),
+    ]
+
+
+def test_unknown_stores_at_submit_and_a_cancel_are_counted_without_a_worker():
+    job = create_job(("S1", 3), ("NOPE", 2))
+    services.cancel_job(job.pk)
+    rows = {(r.worker, r.cause): r.images for r in OutcomeCount.objects.filter(job=job)}
+    assert rows == {("", "store not in store master"): 2, ("", "job cancelled by an operator"): 3}
+
+
+def test_only_staff_see_the_dashboard_and_its_data(client):
+    for url in (DASHBOARD, DATA):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+    User.objects.create_user("agent", password="x-Strong-pass-1")
+    client.login(username="agent", password="x-Strong-pass-1")
+    for url in (DASHBOARD, DATA):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_index_links_to_the_dashboard(admin_client):
+    assert f'href="{DASHBOARD}"' in admin_client.get(reverse("admin:index")).content.decode()
+
+
+def test_the_data_counts_the_last_hours_outcomes_by_minute_and_cause(admin_client):
+    job = create_job(("S1", 10), ("NOPE", 1))
+    record(job, ["", "", "", "HTTP 404", "HTTP 404", "timed out after 30 s"])
+    other = create_job(("S2", 1))
+    now = timezone.now()
+    count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 4, "HTTP 404": 1})
+    count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100, "HTTP 500": 100})  # too old
+
+    data = admin_client.get(DATA).json()
+
+    assert len(data["minutes"]) == 60
+    assert data["minutes"][-1]["measured"] + data["minutes"][-2]["measured"] == 3  # this minute or the last
+    assert data["minutes"][-6]["measured"] == 4 or data["minutes"][-7]["measured"] == 4
+    assert (data["measured"], data["failed"]) == (7, 5)
+    assert [(c["cause"], c["images"]) for c in data["failure_causes"]] == [
+        ("HTTP 404", 3),
+        ("store not in store master", 1),
+        ("timed out after 30 s", 1),
+    ]
+    assert data["jobs"]["ongoing"] == 2
+    assert [(j["id"], j["finished"], j["failed"], j["total"]) for j in data["jobs"]["oldest"]] == [
+        (job.pk, 7, 4, 11),
+        (other.pk, 0, 0, 1),
+    ]
+    assert data["queue"] == {"held": 0, "free": job.chunks.count() + other.chunks.count()}
+    assert data["clusters"] == []
+    assert data["workers"] == 0
+
+
+def test_a_cause_links_to_its_failed_images(admin_client):
+    job = create_job(("S1", 4))
+    record(job, ["HTTP 404", "HTTP 404", "timed out after 30 s", ""])
+    causes = {c["cause"]: c["url"] for c in admin_client.get(DATA).json()["failure_causes"]}
+
+    listed = admin_client.get(causes["HTTP 404"]).context["cl"].result_list
+    assert sorted(image.pk for image in listed) == sorted(
+        ImageResult.objects.filter(job=job, error="HTTP 404").values_list("id", flat=True)
+    )
+
+
+def test_the_page_shows_the_figures_without_javascript(admin_client):
+    job = create_job(("S1", 3))
+    record(job, ["", "HTTP 404"])
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert '<td class="rp-measured" data-figure="measured">1</td>' in page
+    assert '<td class="rp-failed" data-figure="failed">1</td>' in page
+    assert ">HTTP 404</a></td><td>1</td>" in page
+    assert f'<a href="{reverse("admin:jobs_job_change", args=[job.pk])}">{job.pk}</a>' in page
+    assert "2 / 3" in page
+    assert "no qcluster heartbeat" in page
+    assert "jobs/uplot-1.6.32/uPlot.iife.min.js" in page  # served from this service, no CDN
+
+
+def test_the_data_reads_the_same_number_of_queries_whatever_the_history(admin_client):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as context:
+            admin_client.get(DATA)
+        return len(context.captured_queries)
+
+    first = queries()
+    for n in range(5):
+        job = create_job(("S1", 4), ("S2", 2))
+        record(job, ["", "", f"HTTP 40{n}", "timed out after 30 s"])
+    assert queries() == first
