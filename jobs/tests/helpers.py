@@ -52,3 +52,17 @@ def create_job(*visits: tuple[str, int]) -> Job:
     return services.create_job(
         [services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], when) for s, k in visits]
     )
+
+
+def stall_check_schedule():
+    """The stall check's schedule, made by its migration's own function (a transactional test's
+    flush empties django-q2's tables, the migration's row with them)."""
+    from importlib import import_module
+
+    from django.apps import apps
+    from django_q.models import Schedule
+
+    migration = import_module("jobs.migrations.0005_stall_check_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()
+    migration.create_schedule(apps, None)
+    return Schedule.objects.get(name=migration.NAME)

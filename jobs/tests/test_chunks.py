@@ -11,6 +11,7 @@ from django_q.models import OrmQ
 from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
+from jobs.tests.helpers import stall_check_schedule
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -293,14 +294,5 @@ def test_a_job_with_recent_progress_is_left_alone():
 
 
 def test_a_migration_schedules_the_stall_check_every_minute():
-    from importlib import import_module
-
-    from django.apps import apps
-    from django_q.models import Schedule
-
-    migration = import_module("jobs.migrations.0005_stall_check_schedule")
-    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it anyway
-    migration.create_schedule(apps, None)
-
-    schedule = Schedule.objects.get(name=migration.NAME)
+    schedule = stall_check_schedule()
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("jobs.tasks.requeue_stalled_jobs", "I", 1)
