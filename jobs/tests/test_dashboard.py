@@ -10,6 +10,7 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from jobs import services
 from jobs.models import ImageResult, Job, OutcomeCount
@@ -162,3 +163,45 @@ def test_the_data_reads_the_same_number_of_queries_whatever_the_history(admin_cl
         job = create_job(("S1", 4), ("S2", 2))
         record(job, ["", "", f"HTTP 40{n}", "timed out after 30 s"])
     assert queries() == first
+
+
+def test_with_tokens_on_each_clients_share_of_the_hour_is_shown(admin_client, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": True}
+    acme, zeta = User.objects.create_user("acme"), User.objects.create_user("zeta")
+    acme_job = create_job(("S1", 6))
+    Job.objects.filter(pk=acme_job.pk).update(client=acme)
+    record(acme_job, ["", "", "", "HTTP 404"])
+    other_acme_job, zeta_job = create_job(("S1", 2)), create_job(("S2", 2))
+    Job.objects.filter(pk=other_acme_job.pk).update(client=acme)
+    Job.objects.filter(pk=zeta_job.pk).update(client=zeta)
+    now = timezone.now()
+    count_outcomes(other_acme_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 2})
+    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 1, "HTTP 404": 1})
+    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100})  # too old
+    anonymous_job = create_job(("NOPE", 2))  # both images fail at submit
+
+    clients = admin_client.get(DATA).json()["clients"]
+
+    # 10 images in the hour: acme 6, and 2 each for the anonymous client (before "zeta") and zeta.
+    assert [(c["client"], c["measured"], c["failed"], c["share"]) for c in clients] == [
+        ("acme", 5, 1, 60.0),
+        (None, 0, 2, 20.0),
+        ("zeta", 1, 1, 20.0),
+    ]
+    for row, jobs in zip(clients, [[acme_job, other_acme_job], [anonymous_job], [zeta_job]], strict=True):
+        listed = admin_client.get(row["url"]).context["cl"].result_list
+        assert sorted(job.pk for job in listed) == sorted(job.pk for job in jobs)
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert f'<a href="{escape(clients[0]["url"])}">acme</a></td>' in page
+    assert "<td>5</td><td>1</td><td>60.0 %</td>" in page
+    assert ">(anonymous)</a></td>" in page
+
+
+def test_with_tokens_off_no_client_share_is_shown(admin_client, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": False}
+    record(create_job(("S1", 2)), ["", "HTTP 404"])
+
+    assert admin_client.get(DATA).json()["clients"] is None
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert "rp-measured" in page
+    assert "rp-clients" not in page
