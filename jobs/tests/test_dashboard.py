@@ -2,8 +2,10 @@
 browser run against a real qcluster is in test_admin_browser.py)."""
 
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Sum
@@ -11,8 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from django_q.models import Schedule
 
-from jobs import services
+from jobs import services, tasks
+from jobs.checks import check_outcome_counts_days
 from jobs.models import ImageResult, Job, OutcomeCount
 from jobs.processing import Outcome
 from jobs.services.outcomes import count_outcomes, failure_cause, worker_name
@@ -205,3 +209,39 @@ def test_with_tokens_off_no_client_share_is_shown(admin_client, settings):
     page = admin_client.get(DASHBOARD).content.decode()
     assert "rp-measured" in page
     assert "rp-clients" not in page
+
+
+def test_counts_older_than_the_kept_days_are_pruned_in_slices(settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 2}
+    job = create_job(("S1", 1))
+    now = timezone.now()
+    kept = [timedelta(minutes=1), timedelta(days=1), timedelta(days=2) - timedelta(minutes=1)]
+    pruned = [timedelta(days=2) + timedelta(minutes=1), timedelta(days=3), timedelta(days=30)]
+    for age in kept + pruned:
+        count_outcomes(job.pk, "elsewhere 7", now - age, {"": 1, "HTTP 404": 1})  # 2 rows each
+
+    with CaptureQueriesContext(connection) as context:
+        assert services.prune_outcome_counts(now, slice_rows=4) == 6
+    deletes = [query["sql"] for query in context.captured_queries if query["sql"].startswith("DELETE")]
+    assert len(deletes) == 2  # 4 rows, then 2: no statement deletes more than a slice
+
+    remaining = set(OutcomeCount.objects.filter(job=job).values_list("minute", flat=True))
+    assert remaining == {(now - age).replace(second=0, microsecond=0) for age in kept}
+    assert services.prune_outcome_counts(now) == 0
+
+
+def test_the_kept_days_must_be_at_least_one(settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 0}
+    assert [error.id for error in check_outcome_counts_days(None)] == ["retailpulse.E002"]
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 1}
+    assert check_outcome_counts_days(None) == []
+
+
+def test_a_migration_schedules_the_pruning_every_hour():
+    migration = import_module("jobs.migrations.0010_prune_outcome_counts_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it anyway
+    migration.create_schedule(apps, None)
+
+    schedule = Schedule.objects.get(name=migration.NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == ("jobs.tasks.prune_outcome_counts", "H", -1)
+    assert tasks.prune_outcome_counts() == "deleted 0 outcome counts"
