@@ -5,7 +5,9 @@
 Seeds 1,000 jobs of 1,000 image results each (10 % failed) once, then prints the median of 5
 requests per page through Django's test client (no network, no web server: the page's own cost).
 Each run also writes the per-minute outcome counts of those 1,000,000 outcomes as if they had all
-been recorded within the last hour by 8 workers, so that the dashboard shows a full hour.
+been recorded within the last hour by 8 workers, so that the dashboard shows a full hour, and gives
+the jobs to 10 clients (every 11th job stays the anonymous client's) for the dashboard's client
+shares, timed with API tokens on.
 """
 
 import os
@@ -26,7 +28,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from jobs.models import ImageResult, Job, OutcomeCount, Visit  # noqa: E402
@@ -34,6 +36,7 @@ from stores.models import Store  # noqa: E402
 
 JOBS, IMAGES_PER_JOB, VISITS_PER_JOB = 1000, 1000, 10
 WORKERS, WORKERS_PER_JOB = 8, 4
+CLIENTS = 10
 FAILURE_CAUSES = ["HTTP 404", "timed out after 30 s", "unsupported image format ICO", "refused", "host name not found"]
 
 
@@ -127,15 +130,35 @@ def seed_outcome_counts() -> None:
             cursor.execute(f"ANALYZE {OutcomeCount._meta.db_table}")
 
 
+def give_jobs_to_clients() -> None:
+    """Job n belongs to client n % (CLIENTS + 1); the last of those is the anonymous client."""
+    job_ids = list(Job.objects.order_by("id").values_list("id", flat=True))
+    for n in range(CLIENTS):
+        user, _ = User.objects.get_or_create(username=f"bench-client-{n}")
+        Job.objects.filter(pk__in=job_ids[n :: CLIENTS + 1]).update(client=user)
+
+
+def print_timing(client: Client, name: str, url: str) -> None:
+    """Prints the median time of 5 requests of `url` and the last one's status."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        response = client.get(url, SERVER_NAME=settings.ALLOWED_HOSTS[0])
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"{name:36} {statistics.median(timings):10.1f} {response.status_code:>7}")
+
+
 def main() -> None:
     call_command("migrate", verbosity=0)
     seed()
     seed_outcome_counts()
+    give_jobs_to_clients()
     User.objects.filter(username="bench").delete()
     User.objects.create_superuser("bench", "bench@example.com", "bench-Pass-123")
     client = Client()
     client.force_login(User.objects.get(username="bench"))
-    job = Job.objects.order_by("-id")[JOBS // 2]
+    anonymous_jobs = Job.objects.filter(client=None).order_by("-id")  # the status API's caller, tokens off
+    job = anonymous_jobs[anonymous_jobs.count() // 2]
     pages = {
         "job list": "/admin/jobs/job/",
         "failed jobs": "/admin/jobs/job/?status__exact=failed",
@@ -151,14 +174,12 @@ def main() -> None:
     counted = OutcomeCount.objects.aggregate(images=Sum("images"), rows=Count("id"))
     print(f"{connection.vendor}, {ImageResult.objects.count():,} image results, {Job.objects.count():,} jobs")
     print(f"{counted['images']:,} outcomes counted in the last hour, in {counted['rows']:,} per-minute rows")
-    print(f"{'page':28} {'median ms':>10} {'status':>7}")
+    print(f"{'page':36} {'median ms':>10} {'status':>7}")
     for name, url in pages.items():
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
-            response = client.get(url, SERVER_NAME=settings.ALLOWED_HOSTS[0])
-            timings.append((time.perf_counter() - started) * 1000)
-        print(f"{name:28} {statistics.median(timings):10.1f} {response.status_code:>7}")
+        print_timing(client, name, url)
+    with override_settings(RETAILPULSE={**settings.RETAILPULSE, "API_TOKENS": True}):  # the client shares
+        for name in ("dashboard", "dashboard refresh (JSON)"):
+            print_timing(client, f"{name}, tokens on", pages[name])
 
 
 if __name__ == "__main__":

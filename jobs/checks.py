@@ -19,3 +19,17 @@ def check_image_formats(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register
+def check_outcome_counts_days(app_configs, **kwargs) -> list[Error]:
+    # The dashboard reads the last hour's counts: pruning them younger than a day would empty it.
+    if settings.RETAILPULSE["OUTCOME_COUNTS_DAYS"] < 1:
+        return [
+            Error(
+                f"RETAILPULSE_OUTCOME_COUNTS_DAYS={settings.RETAILPULSE['OUTCOME_COUNTS_DAYS']}",
+                hint="Keep the dashboard's counts at least 1 day.",
+                id="retailpulse.E002",
+            )
+        ]
+    return []

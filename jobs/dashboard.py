@@ -1,14 +1,15 @@
 """The operations dashboard's figures, as one dict: the admin page renders it, its refresh endpoint
 returns it as JSON.
 
-Every figure is an indexed read: outcomes per minute and their causes from the per-minute counts
-(OutcomeCount), jobs from their counters, the queue from the pending chunks, clusters and workers
-from django-q2's heartbeats (monitoring.live_clusters).
+Every figure is an indexed read: outcomes per minute, their causes and each client's share from
+the per-minute counts (OutcomeCount), jobs from their counters, the queue from the pending chunks,
+clusters and workers from django-q2's heartbeats (monitoring.live_clusters).
 """
 
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,6 +25,32 @@ def _failed_images_url(cause: str, since: datetime) -> str:
     """The admin's image list of the failed images of `cause` since `since` (an error starts with its cause)."""
     query = {"status__exact": ImageResult.Status.FAILED, "error__startswith": cause, "processed_at__gte": since}
     return f"{reverse('admin:jobs_imageresult_changelist')}?{urlencode(query)}"
+
+
+def _client_jobs_url(client_id: int | None) -> str:
+    """The admin's job list filtered to one client's jobs (the anonymous client's: those without one)."""
+    query = {"client__isnull": "True"} if client_id is None else {"client__id__exact": client_id}
+    return f"{reverse('admin:jobs_job_changelist')}?{urlencode(query)}"
+
+
+def _client_shares(since: datetime) -> list[dict] | None:
+    """Each client's images since `since` and its share of all of them in %, largest first; None
+    when API tokens are off (then there is one client, the anonymous one)."""
+    if not settings.RETAILPULSE["API_TOKENS"]:
+        return None
+    rows = selectors.outcomes_by_client(since)
+    total = sum(measured + failed for _, _, measured, failed in rows)
+    shares = [
+        {
+            "client": username,  # None: the anonymous client
+            "measured": measured,
+            "failed": failed,
+            "share": round(100 * (measured + failed) / total, 1),
+            "url": _client_jobs_url(client_id),
+        }
+        for client_id, username, measured, failed in rows
+    ]
+    return sorted(shares, key=lambda row: (-(row["measured"] + row["failed"]), row["client"] or ""))
 
 
 def _age(now: datetime, then: datetime | None) -> int | None:
@@ -89,4 +116,5 @@ def snapshot(now: datetime | None = None) -> dict:
             {"cause": cause, "images": images, "url": _failed_images_url(cause, since)}
             for cause, images in selectors.failure_causes(since, CAUSES_SHOWN)
         ],
+        "clients": _client_shares(since),
     }

@@ -290,3 +290,16 @@ def last_outcome_by_worker(since: datetime) -> dict[str, datetime]:
         .values_list("worker", "last")
     )
     return dict(rows)
+
+
+def outcomes_by_client(since: datetime) -> list[tuple[int | None, str | None, int, int]]:
+    """(client id, username, measured, failed) of each client whose jobs got outcomes since `since`;
+    None for the anonymous client (jobs submitted without a token)."""
+    rows = (
+        OutcomeCount.objects.filter(minute__gte=since)
+        .order_by()
+        .values("job__client_id", "job__client__username")
+        .annotate(measured=Sum("images", filter=Q(cause="")), failed=Sum("images", filter=~Q(cause="")))
+        .values_list("job__client_id", "job__client__username", "measured", "failed")
+    )
+    return [(client_id, username, measured or 0, failed or 0) for client_id, username, measured, failed in rows]

@@ -83,3 +83,8 @@ def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attemp
 def requeue_stalled_jobs() -> str:
     """Every minute (a django-q2 schedule made by a migration): see services.chunks.requeue_stalled_jobs."""
     return f"requeued jobs {services.requeue_stalled_jobs()}"
+
+
+def prune_outcome_counts() -> str:
+    """Every hour (a django-q2 schedule made by a migration): see services.outcomes.prune_outcome_counts."""
+    return f"deleted {services.prune_outcome_counts()} outcome counts"

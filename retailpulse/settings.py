@@ -259,6 +259,8 @@ RETAILPULSE = {
     "MAX_DELIVERIES": env_int("RETAILPULSE_MAX_DELIVERIES", 5),
     # /readyz fails when chunks wait and no image outcome was recorded for this long.
     "READY_PROGRESS_AFTER": env_int("RETAILPULSE_READY_PROGRESS_AFTER", 60),
+    # Days the per-minute outcome counts (the dashboard's) are kept; older ones are deleted hourly.
+    "OUTCOME_COUNTS_DAYS": env_int("RETAILPULSE_OUTCOME_COUNTS_DAYS", 7),
 }
 
 # --- Completion callbacks -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from jobs.services.chunks import (
     wake_workers,
 )
 from jobs.services.operations import cancel_job, retry_failed_images
-from jobs.services.outcomes import record_outcomes
+from jobs.services.outcomes import prune_outcome_counts, record_outcomes
 from jobs.services.submission import (
     UNKNOWN_STORE,
     IdempotencyKeyReused,
@@ -41,6 +41,7 @@ __all__ = [
     "create_job",
     "end_claim",
     "fail_chunk",
+    "prune_outcome_counts",
     "record_callback_attempt",
     "record_chunk_error",
     "record_outcomes",

@@ -10,10 +10,12 @@ import logging
 import os
 import re
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
@@ -129,6 +131,26 @@ def count_outcomes(job_id: int, worker: str, at: datetime, images_by_cause: dict
             f" SET images = {table}.images + excluded.images, last_at = excluded.last_at",
             [value for cause, images in rows for value in (minute, job_id, worker, cause, images, last_at)],
         )
+
+
+PRUNE_SLICE_ROWS = 2000
+
+
+def prune_outcome_counts(now: datetime | None = None, *, slice_rows: int = PRUNE_SLICE_ROWS) -> int:
+    """Delete the outcome counts older than RETAILPULSE_OUTCOME_COUNTS_DAYS; returns how many went.
+
+    `slice_rows` rows per DELETE, each its own transaction, oldest first: on SQLite every worker's
+    outcomes wait for the write lock, so no statement holds it long, and after each slice the
+    pruner waits as long as the slice took, leaving writers at least half the time.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.RETAILPULSE["OUTCOME_COUNTS_DAYS"])
+    old = OutcomeCount.objects.filter(minute__lt=cutoff).order_by("minute")  # the key's leading column
+    deleted = 0
+    while ids := list(old.values_list("id", flat=True)[:slice_rows]):
+        started = time.monotonic()
+        deleted += OutcomeCount.objects.filter(pk__in=ids).delete()[0]
+        time.sleep(time.monotonic() - started)
+    return deleted
 
 
 def _images_failed_by(failed_rows: list[tuple], failed_at: datetime) -> list[tuple]:

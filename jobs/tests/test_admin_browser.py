@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from jobs.tests.helpers import submit, visit, wait_for_job
+from jobs.models import Job
+from jobs.services.outcomes import count_outcomes
+from jobs.tests.helpers import create_job, submit, visit, wait_for_job
 from stores.models import Store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -142,3 +145,29 @@ def test_the_dashboard_follows_a_running_job_without_a_reload(
     page.click("#rp-causes a:text-is('HTTP 404')")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator("#result_list")).to_contain_text(missing_url)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboards_client_shares_follow_new_outcomes_without_a_reload(live_server, page, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": True}
+    Store.objects.create(store_id="S1", name="S1 General Store", area_code="7000")
+    acme, zeta = User.objects.create_user("acme"), User.objects.create_user("zeta")
+    acme_job = create_job(("S1", 1))
+    Job.objects.filter(pk=acme_job.pk).update(client=acme)
+    count_outcomes(acme_job.pk, "elsewhere 7", timezone.now(), {"": 3})
+    log_in(page, live_server)
+    page.click("text=Dashboard")
+    clients = page.locator("#rp-clients")
+    expect(clients).to_contain_text("acme")
+    expect(clients).to_contain_text("100.0 %")
+    page.evaluate("window.notReloaded = true")
+
+    zeta_job = create_job(("S1", 1))
+    Job.objects.filter(pk=zeta_job.pk).update(client=zeta)
+    count_outcomes(zeta_job.pk, "elsewhere 7", timezone.now(), {"": 1})
+
+    # The page's refresh (every 3 s) brings the new client in: the default wait of 15 s is its margin.
+    expect(clients).to_contain_text("zeta")
+    expect(clients).to_contain_text("75.0 %")
+    expect(clients).to_contain_text("25.0 %")
+    assert page.evaluate("window.notReloaded") is True

@@ -2,16 +2,21 @@
 browser run against a real qcluster is in test_admin_browser.py)."""
 
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
+from django_q.models import Schedule
 
-from jobs import services
+from jobs import services, tasks
+from jobs.checks import check_outcome_counts_days
 from jobs.models import ImageResult, Job, OutcomeCount
 from jobs.processing import Outcome
 from jobs.services.outcomes import count_outcomes, failure_cause, worker_name
@@ -162,3 +167,81 @@ def test_the_data_reads_the_same_number_of_queries_whatever_the_history(admin_cl
         job = create_job(("S1", 4), ("S2", 2))
         record(job, ["", "", f"HTTP 40{n}", "timed out after 30 s"])
     assert queries() == first
+
+
+def test_with_tokens_on_each_clients_share_of_the_hour_is_shown(admin_client, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": True}
+    acme, zeta = User.objects.create_user("acme"), User.objects.create_user("zeta")
+    acme_job = create_job(("S1", 6))
+    Job.objects.filter(pk=acme_job.pk).update(client=acme)
+    record(acme_job, ["", "", "", "HTTP 404"])
+    other_acme_job, zeta_job = create_job(("S1", 2)), create_job(("S2", 2))
+    Job.objects.filter(pk=other_acme_job.pk).update(client=acme)
+    Job.objects.filter(pk=zeta_job.pk).update(client=zeta)
+    now = timezone.now()
+    count_outcomes(other_acme_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 2})
+    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 1, "HTTP 404": 1})
+    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100})  # too old
+    anonymous_job = create_job(("NOPE", 2))  # both images fail at submit
+
+    clients = admin_client.get(DATA).json()["clients"]
+
+    # 10 images in the hour: acme 6, and 2 each for the anonymous client (before "zeta") and zeta.
+    assert [(c["client"], c["measured"], c["failed"], c["share"]) for c in clients] == [
+        ("acme", 5, 1, 60.0),
+        (None, 0, 2, 20.0),
+        ("zeta", 1, 1, 20.0),
+    ]
+    for row, jobs in zip(clients, [[acme_job, other_acme_job], [anonymous_job], [zeta_job]], strict=True):
+        listed = admin_client.get(row["url"]).context["cl"].result_list
+        assert sorted(job.pk for job in listed) == sorted(job.pk for job in jobs)
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert f'<a href="{escape(clients[0]["url"])}">acme</a></td>' in page
+    assert "<td>5</td><td>1</td><td>60.0 %</td>" in page
+    assert ">(anonymous)</a></td>" in page
+
+
+def test_with_tokens_off_no_client_share_is_shown(admin_client, settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "API_TOKENS": False}
+    record(create_job(("S1", 2)), ["", "HTTP 404"])
+
+    assert admin_client.get(DATA).json()["clients"] is None
+    page = admin_client.get(DASHBOARD).content.decode()
+    assert "rp-measured" in page
+    assert "rp-clients" not in page
+
+
+def test_counts_older_than_the_kept_days_are_pruned_in_slices(settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 2}
+    job = create_job(("S1", 1))
+    now = timezone.now()
+    kept = [timedelta(minutes=1), timedelta(days=1), timedelta(days=2) - timedelta(minutes=1)]
+    pruned = [timedelta(days=2) + timedelta(minutes=1), timedelta(days=3), timedelta(days=30)]
+    for age in kept + pruned:
+        count_outcomes(job.pk, "elsewhere 7", now - age, {"": 1, "HTTP 404": 1})  # 2 rows each
+
+    with CaptureQueriesContext(connection) as context:
+        assert services.prune_outcome_counts(now, slice_rows=4) == 6
+    deletes = [query["sql"] for query in context.captured_queries if query["sql"].startswith("DELETE")]
+    assert len(deletes) == 2  # 4 rows, then 2: no statement deletes more than a slice
+
+    remaining = set(OutcomeCount.objects.filter(job=job).values_list("minute", flat=True))
+    assert remaining == {(now - age).replace(second=0, microsecond=0) for age in kept}
+    assert services.prune_outcome_counts(now) == 0
+
+
+def test_the_kept_days_must_be_at_least_one(settings):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 0}
+    assert [error.id for error in check_outcome_counts_days(None)] == ["retailpulse.E002"]
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "OUTCOME_COUNTS_DAYS": 1}
+    assert check_outcome_counts_days(None) == []
+
+
+def test_a_migration_schedules_the_pruning_every_hour():
+    migration = import_module("jobs.migrations.0010_prune_outcome_counts_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it anyway
+    migration.create_schedule(apps, None)
+
+    schedule = Schedule.objects.get(name=migration.NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == ("jobs.tasks.prune_outcome_counts", "H", -1)
+    assert tasks.prune_outcome_counts() == "deleted 0 outcome counts"

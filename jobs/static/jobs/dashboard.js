@@ -105,6 +105,19 @@
       2,
       "none",
     );
+    if (data.clients) {
+      fillTable(
+        "rp-clients",
+        data.clients.map((row) => [
+          link(row.url, row.client ?? "(anonymous)"),
+          row.measured,
+          row.failed,
+          `${row.share.toFixed(1)} %`,
+        ]),
+        4,
+        "none",
+      );
+    }
     const workers = data.clusters.flatMap((cluster) =>
       cluster.workers.map((worker) => [
         `${cluster.host} ${cluster.cluster_id.substring(0, 8)}…`,
