@@ -371,6 +371,7 @@ def cpu_model() -> str:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the service and nginx on the way out
     memory = psutil.virtual_memory().total / 2**30
     machine = f"{platform.machine()} ({cpu_model()})"
     print(f"Machine: {machine}, {CORES} cores, ")

@@ -3,7 +3,8 @@ busy the machine was while the job ran.
 
     .venv/bin/python bench/timeline.py --db sqlite --images 10000 --delay 0.1-0.4 --runs 3 [--env NAME=VALUE ...]
 
-Starts nginx and the service as bench/service.py does, then for each run: the floor, one job,
+Starts nginx and the service as bench/service.py does, then for each run: the floor (the fastest
+bare client, bench/floor.py), one job,
 and its chunk tasks with the seconds from the submit at which each was queued and done (django-q2's
 task table: its `started` is the enqueue time), and the CPU time per image the worker, web, nginx
 and PostgreSQL processes spent on the job, and the machine's CPU use (all cores, %) every quarter
@@ -23,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import django
+import floor
 import psutil
-from service import ROOT, ImageHost, Service, floor, parse_delay, process_tree
+from service import ROOT, ImageHost, Service, parse_delay, print_to_stderr, process_tree
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -98,7 +100,7 @@ def main() -> None:
         django.setup()
         for run in range(args.runs):
             with cpu_busy() as floor_busy:
-                floor_rate = floor(args.images, parse_delay(args.delay), f"timeline-{run}")
+                floor_rate = floor.fastest(ImageHost.url, args.images, parse_delay(args.delay), print_to_stderr).rate
             groups = process_groups(service)
             before = {name: cpu_seconds(members) for name, members in groups.items()}
             started = time.time()

@@ -26,7 +26,7 @@ from jobs import imaging
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.5  # seconds: the longest a finished image waits before it is written
-FLUSH_SIZE = 250  # images: the most written in one transaction
+FLUSH_SIZE = 1000  # images: the most written in one transaction
 STOP_GRACE = 5.0  # seconds the fetcher gets past its deadline to wind down
 
 

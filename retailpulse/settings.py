@@ -205,10 +205,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Image processing -----------------------------------------------------------------------------
-# Worker processes: three per core, 350 images in flight each. One event loop per core tops out on
-# parsing responses; more processes keep the CPU busy while others write to the database or drain
-# the end of a chunk (docs/performance.md).
-WORKERS = env_int("RETAILPULSE_WORKERS", 3 * (os.cpu_count() or 1))
+# Worker processes: one per core. Each fetches IN_FLIGHT images at a time on an event loop and keeps
+# its core busy on its own, now that the simulated GPU work holds no fetch slot; more processes
+# only add memory and CPU per image (docs/performance.md).
+WORKERS = env_int("RETAILPULSE_WORKERS", os.cpu_count() or 1)
 RETAILPULSE = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
     "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
@@ -240,8 +240,9 @@ RETAILPULSE = {
     # than this (services.chunks.chunk_sizes). Bigger chunks waste less of a worker's window at their
     # ends; a new job does not wait for them to end (services.chunks._make_way).
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 2000),
-    # Images fetched concurrently by one worker process.
-    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 350),
+    # Images downloaded at once by one worker process (the simulated GPU work of measured images waits
+    # beside them, holding no slot): a few dozen keep a core busy; more cost CPU per image.
+    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 32),
     # A claim stops fetching after this long and hands the rest of its chunk back.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
