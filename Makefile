@@ -36,7 +36,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The service against the floor, then recovery times, on SQLite and PostgreSQL (about 25 minutes);
+# The service against the floor, then recovery times, on SQLite and PostgreSQL (about 30 minutes);
 # writes docs/performance.md.
 bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md

@@ -1,0 +1,107 @@
+"""Where a worker's CPU goes, in one process on a fresh SQLite database, for N images.
+
+    .venv/bin/python bench/profile_worker.py --images 20000 [--in-flight 32] [--delay 0]
+
+Prints CPU milliseconds per image of: the pipelined bare client (bench/floor.py) in this process;
+the service's fetching alone (jobs.processing.measure_images, no database); the whole task
+(jobs.tasks.work_on_next_chunk until the job ends: fetching, claims, writes), split into the fetch
+thread and the main thread; then the main thread's costliest calls (cProfile). The images come
+from nginx, as in bench/service.py.
+"""
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import floor
+from service import STORES, ImageHost, parse_delay
+
+
+def setup_django(workdir: Path, in_flight: int, delay: str) -> None:
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{workdir}/profile.sqlite3",
+        DJANGO_SETTINGS_MODULE="retailpulse.settings",
+        DJANGO_SECRET_KEY="profile-only-" + "k" * 50,
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        RETAILPULSE_FETCH_ALLOW_PRIVATE="1",
+        RETAILPULSE_GPU_DELAY=delay,
+        RETAILPULSE_IN_FLIGHT=str(in_flight),
+        LOG_LEVEL="WARNING",
+    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def per_image(seconds: float, images: int) -> str:
+    return f"{seconds / images * 1e3:.3f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--delay", default="0")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
+    setup_django(workdir, args.in_flight, args.delay)
+    from django.conf import settings
+
+    from jobs import imaging, processing, services, tasks
+    from jobs.models import Job
+    from stores.models import Store
+
+    host, n, delay = ImageHost(workdir), args.images, parse_delay(args.delay)
+    try:
+        urls = [ImageHost.url(f"bare-{i}") for i in range(n)]
+        started = time.process_time()
+        asyncio.run(floor.pipelined(urls, args.in_flight, delay))
+        print(f"bare client (pipelined, {args.in_flight} in flight): {per_image(time.process_time() - started, n)}")
+
+        images = [(i, ImageHost.url(f"fetch-{i}")) for i in range(n)]
+        limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
+        started = time.process_time()
+        batches = processing.measure_images(
+            images, limits=limits, in_flight=args.in_flight, gpu_delay=delay, deadline=time.monotonic() + 600
+        )
+        assert sum(len(batch) for batch in batches) == n
+        print(f"service fetching alone: {per_image(time.process_time() - started, n)}")
+
+        Store.objects.bulk_create(Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES))
+        visits = [
+            services.VisitInput(
+                f"B{v % STORES:05d}", [ImageHost.url(f"task-{v}-{i}") for i in range(100)], datetime.now(UTC)
+            )
+            for v in range(n // 100)
+        ]
+        job = services.submit_job(visits).job
+        profile = cProfile.Profile(time.thread_time)
+        started, main_started = time.process_time(), time.thread_time()
+        profile.enable()
+        while Job.objects.get(pk=job.pk).status == Job.Status.ONGOING:
+            tasks.work_on_next_chunk()
+        profile.disable()
+        whole, main_thread = time.process_time() - started, time.thread_time() - main_started
+        print(
+            f"the task, chunk after chunk: {per_image(whole, n)}: fetch thread {per_image(whole - main_thread, n)}, "
+            f"main thread (claims, writes) {per_image(main_thread, n)}"
+        )
+        print("\nThe main thread's costliest calls, cumulative:")
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(r"jobs/", 12)
+    finally:
+        host.stop()
+
+
+if __name__ == "__main__":
+    main()
