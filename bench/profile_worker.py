@@ -78,7 +78,9 @@ def main() -> None:
         assert sum(len(batch) for batch in batches) == n
         print(f"service fetching alone: {per_image(time.process_time() - started, n)}")
 
-        Store.objects.bulk_create(Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES))
+        Store.objects.bulk_create(
+            Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES)
+        )
         visits = [
             services.VisitInput(
                 f"B{v % STORES:05d}", [ImageHost.url(f"task-{v}-{i}") for i in range(100)], datetime.now(UTC)
