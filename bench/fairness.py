@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/fairness.py --db sqlite postgres --runs 3
 
-Tokens on, two clients made with `manage.py create_client`. Client A submits four 20,000-image
+Tokens on, two clients made with `manage.py create_client`. Client A submits four 50,000-image
 jobs; once all four are under way:
 - latency: client B submits a 5-image job, `runs` times; seconds from each submit until
   the status API says completed (polled ten times a second, as a client does), 2 s apart;
-- share: B submits one 20,000-image job; after a 3 s ramp, the images each client measured in the
+- share: B submits one 50,000-image job; after a 3 s ramp, the images each client measured in the
   next 10 s, as a share of all measured then.
 Prints a Markdown table.
 """
@@ -31,7 +31,7 @@ bench_service.WEB_PORT, bench_service.NGINX_PORT = 8421, 8422
 bench_service.PG_DATABASE = "retailpulse_fairness"
 
 DELAY = "0.1-0.4"
-BIG, SMALL = 20_000, 5
+BIG, SMALL = 50_000, 5
 RAMP, WINDOW = 3.0, 10.0
 
 
