@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from jobs import monitoring, selectors
 from jobs.models import ImageResult
+from jobs.services.outcomes import worker_name
 
 WINDOW_MINUTES = 60
 CAUSES_SHOWN = 10
@@ -76,7 +77,7 @@ def snapshot(now: datetime | None = None) -> dict:
     for stat in sorted(monitoring.live_clusters(), key=lambda stat: (stat.host, str(stat.cluster_id))):
         workers = []
         for pid in sorted(stat.workers):
-            name = f"{stat.host} {pid}"
+            name = worker_name(stat.host, pid)
             last = last_outcomes.get(name)
             workers.append({"name": name, "last_outcome": last, "last_outcome_age": _age(now, last)})
         clusters.append(

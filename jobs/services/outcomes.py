@@ -35,9 +35,10 @@ CAUSE_MAX_LENGTH = OutcomeCount._meta.get_field("cause").max_length
 _CAUSE_END = re.compile(r"[:(]")
 
 
-def worker_name() -> str:
-    """This process as chunks and outcome counts name it: "host pid"."""
-    return f"{socket.gethostname()} {os.getpid()}"
+def worker_name(host: str | None = None, pid: int | None = None) -> str:
+    """A worker process as chunks, outcome counts and the dashboard name it: "host pid" (by default
+    this process)."""
+    return f"{host or socket.gethostname()} {pid or os.getpid()}"
 
 
 def failure_cause(error: str) -> str:
