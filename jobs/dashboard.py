@@ -3,7 +3,7 @@ returns it as JSON.
 
 Every figure is an indexed read: outcomes per minute, their causes and each client's share from
 the per-minute counts (OutcomeCount), jobs from their counters, the queue from the pending chunks,
-clusters and workers from django-q2's heartbeats (monitoring.live_clusters).
+clusters and workers from django-q2's heartbeats (heartbeat.live_clusters).
 """
 
 from datetime import datetime, timedelta
@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import monitoring, selectors
+from jobs import heartbeat, selectors
 from jobs.models import ImageResult
 from jobs.services.outcomes import worker_name
 
@@ -74,7 +74,7 @@ def snapshot(now: datetime | None = None) -> dict:
     ongoing, oldest = selectors.ongoing_jobs(ONGOING_SHOWN)
     last_outcomes = selectors.last_outcome_by_worker(since)
     clusters = []
-    for stat in sorted(monitoring.live_clusters(), key=lambda stat: (stat.host, str(stat.cluster_id))):
+    for stat in sorted(heartbeat.live_clusters(), key=lambda stat: (stat.host, str(stat.cluster_id))):
         workers = []
         for pid in sorted(stat.workers):
             name = worker_name(stat.host, pid)

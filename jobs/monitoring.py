@@ -12,33 +12,20 @@ from django.db import DatabaseError, connection
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
-from django_q.conf import Conf
-from django_q.status import Stat
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from jobs import selectors
+from jobs.heartbeat import HEARTBEAT_MAX_AGE, live_clusters
 from jobs.models import CallbackStatus, Chunk, Job
 
-HEARTBEAT_MAX_AGE = 10.0  # seconds: an older cluster heartbeat does not count
 # Seconds for one chunk of up to CHUNK_SIZE images, fetched IN_FLIGHT at a time.
 FETCH_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def live_clusters() -> list[Stat]:
-    """Clusters whose heartbeat is recent and that are running (not starting or stopping)."""
-    now = timezone.now()
-    return [
-        stat
-        for stat in Stat.get_all(get_broker())
-        if (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
-        and stat.status not in (Conf.STARTING, Conf.STOPPING, Conf.STOPPED)
-    ]
 
 
 def readiness() -> dict[str, str]:

@@ -283,10 +283,10 @@ RETAILPULSE_CALLBACKS = {
 # --- Caches ---------------------------------------------------------------------------------------
 # qcluster writes its heartbeat (django-q2's cluster Stat) to the "cluster" cache every half second;
 # it must be shared by every process, so it is a table of the database (created by the jobs
-# migrations). /readyz, qinfo and qmonitor read it.
+# migrations). /readyz, qinfo and qmonitor read it; jobs.heartbeat says why it is not a plain DatabaseCache.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "cluster": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "retailpulse_cluster_cache"},
+    "cluster": {"BACKEND": "jobs.heartbeat.HeartbeatCache", "LOCATION": "retailpulse_cluster_cache"},
 }
 
 # --- django-q2 ------------------------------------------------------------------------------------

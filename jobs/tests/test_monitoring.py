@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,7 +14,7 @@ from django_q.models import OrmQ
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import BASE_DIR
-from jobs import services, tasks
+from jobs import heartbeat, monitoring, services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.processing import Outcome
 from jobs.tests.helpers import wait_until
@@ -173,3 +175,24 @@ def test_a_chunk_records_the_time_it_took_to_fetch(client, settings, image_serve
     values = metrics(client)
     assert values[("retailpulse_chunk_fetch_seconds_count", ())] == 1
     assert values[("retailpulse_chunk_fetch_seconds_bucket", (("le", "0.25"),))] == (chunk.fetch_seconds <= 0.25)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_holds_through_a_late_heartbeat_and_fails_after_ten_seconds_without_one(start_cluster):
+    """The heartbeat's writer (django-q2's sentinel) frozen: a write held up by a busy database or
+    CPU must not make a live cluster look gone, and a cluster silent for longer than the documented
+    10 s must."""
+    cluster = start_cluster()
+    (stat,) = wait_until(lambda: [s for s in heartbeat.live_clusters() if s.pid == cluster.process.pid])
+    os.kill(stat.sentinel, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    try:
+        while time.monotonic() - frozen_at < 5:
+            assert monitoring.readiness()["cluster"] == "ok"
+            time.sleep(0.25)
+        wait_until(lambda: monitoring.readiness()["cluster"] != "ok", timeout=30)
+        # The last heartbeat was at most one guard cycle (0.5 s) before the freeze.
+        assert time.monotonic() - frozen_at >= heartbeat.HEARTBEAT_MAX_AGE - 0.5
+    finally:
+        os.kill(stat.sentinel, signal.SIGCONT)
+    wait_until(lambda: monitoring.readiness()["cluster"] == "ok")

@@ -183,8 +183,7 @@ def test_the_api_examples_answer_as_documented(document, start_web, start_cluste
     call_command("load_stores", str(BASE_DIR / "fixtures" / "stores.csv"), verbosity=0)
     web = start_web()
     cluster = start_cluster()
-    # Its workers first: a heartbeat left by an earlier test's killed cluster answers /readyz for a
-    # few seconds too.
+    # Its workers first: the examples' jobs need them.
     wait_until(cluster.worker_pids, timeout=30, what="the qcluster's workers")
     local = {DOCUMENTED_HOST: web.url, **{url: image_server.url(path) for url, path in SAMPLE_IMAGES.items()}}
     payload = (BASE_DIR / "fixtures" / "sample_payload.json").read_text()

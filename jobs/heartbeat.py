@@ -1,0 +1,45 @@
+"""The qclusters' heartbeats: django-q2's cluster Stat, which every qcluster writes each half second to
+the "cluster" cache (a table of the database), so that any web process can tell which clusters live.
+"""
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.db import DatabaseCache
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.signing import BadSignature, SignedPackage
+from django_q.status import Stat
+
+HEARTBEAT_MAX_AGE = 10.0  # seconds: an older heartbeat does not count
+
+
+class HeartbeatCache(DatabaseCache):
+    """The "cluster" cache. django-q2 gives each heartbeat 3 s to live: one write held up that long
+    (behind SQLite's write lock, on a starved CPU) made a live cluster vanish. Here a heartbeat lives
+    HEARTBEAT_MAX_AGE, and live_clusters judges it by its own timestamp."""
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        if isinstance(timeout, int | float) and 0 < timeout < HEARTBEAT_MAX_AGE:
+            timeout = HEARTBEAT_MAX_AGE
+        super().set(key, value, timeout, version)
+
+
+def live_clusters() -> list[Stat]:
+    """Clusters whose heartbeat is recent and that are running (not starting or stopping).
+
+    Read only: django-q2's Stat.get_all also writes the list of clusters back, which would make a
+    readiness probe wait for SQLite's write lock.
+    """
+    cache, now = get_broker().cache, timezone.now()
+    stats = []
+    for pack in cache.get_many(cache.get(Conf.Q_STAT) or []).values():
+        try:
+            stats.append(SignedPackage.loads(pack))
+        except BadSignature:  # a cluster of another secret key
+            continue
+    return [
+        stat
+        for stat in stats
+        if (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
+        and stat.status not in (Conf.STARTING, Conf.STOPPING, Conf.STOPPED)
+    ]
