@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN DJANGO_DEBUG=1 python manage.py collectstatic --noinput -v0
 EXPOSE 8000
-CMD ["gunicorn", "retailpulse.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4"]
+CMD ["gunicorn", "retailpulse.wsgi", "--bind", "0.0.0.0:8000", "--workers", "1", "--threads", "8"]

@@ -155,7 +155,7 @@ class Service:
         subprocess.run(load, cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
         gunicorn = [str(ROOT / ".venv/bin/gunicorn"), "retailpulse.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}"]
         self.web = subprocess.Popen(
-            [*gunicorn, "--workers", "2", "--threads", "4"],  # as bin/run starts it
+            [*gunicorn, "--workers", "1", "--threads", "8"],  # as bin/run starts it
             cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.worker = subprocess.Popen(
