@@ -1,5 +1,5 @@
 """An image's size as displayed, read from its bytes as they arrive: no pixel is decoded, and only a
-few kilobytes are kept whatever metadata comes before the size.
+few kilobytes are copied whatever metadata comes before the size.
 
 Each format's reader is a generator that asks for byte ranges by absolute offset, always forward
 (`data = yield offset, length`); HeaderReader feeds it from the download and drops every byte it
@@ -11,7 +11,9 @@ Width and height are as displayed: EXIF orientation 5-8 (JPEG, MPO, PNG, WEBP, T
 and so does a HEIF or AVIF container's rotation (irot), which those formats use instead of EXIF.
 """
 
+import collections
 import contextlib
+import itertools
 import re
 import struct
 from collections.abc import Collection, Generator
@@ -69,15 +71,19 @@ class HeaderReader:
         self._reader: Reader | None = None
         self._wanted: tuple[int, int] | None = None  # the (offset, length) the reader waits for
         self._head = bytearray()  # the first SNIFF_BYTES, to name a format no reader knows
-        self._buffer = bytearray()
-        self._buffer_start = 0  # the offset of _buffer[0] in the file
+        # The pieces fed and not yet passed, kept as they came: the first often holds most of the
+        # file, and only the few bytes the reader asks for are copied out of it.
+        self._pieces: collections.deque[bytes] = collections.deque()
+        self._pieces_start = 0  # the offset of _pieces[0][0] in the file
+        self._pieces_length = 0
 
     def feed(self, data: bytes) -> None:
         if self.size is not None:
             return
         if len(self._head) < SNIFF_BYTES:
             self._head += data[: SNIFF_BYTES - len(self._head)]
-        self._buffer += data
+        self._pieces.append(data)
+        self._pieces_length += len(data)
         if self._reader is not None or self._start(at_end=False):
             self._advance()
 
@@ -110,18 +116,16 @@ class HeaderReader:
                 offset, length = self._wanted
                 if length > MAX_BLOCK:
                     raise ImageError(f"broken {self._name}: a header block of {length:,} bytes")
-                skip = offset - self._buffer_start
-                if skip < 0:
+                if offset < self._pieces_start:
                     raise ImageError(f"broken {self._name}: its header points backwards")
-                if skip > len(self._buffer):
-                    self._buffer_start += len(self._buffer)
-                    self._buffer.clear()
+                while self._pieces and self._pieces_start + len(self._pieces[0]) <= offset:
+                    dropped = self._pieces.popleft()
+                    self._pieces_start += len(dropped)
+                    self._pieces_length -= len(dropped)
+                skip = offset - self._pieces_start
+                if self._pieces_length - skip < length:
                     return
-                del self._buffer[:skip]
-                self._buffer_start = offset
-                if len(self._buffer) < length:
-                    return
-                self._wanted = self._reader.send(bytes(self._buffer[:length]))
+                self._wanted = self._reader.send(self._take(skip, length))
         except StopIteration as finished:
             self._finish(finished.value)
         except _NotThisFormat:
@@ -129,9 +133,22 @@ class HeaderReader:
         except (struct.error, IndexError):
             raise ImageError(f"broken {self._name}: a header shorter than its fields") from None
 
+    def _take(self, skip: int, length: int) -> bytes:
+        """`length` bytes from `skip` bytes into the pieces (which hold them)."""
+        first = self._pieces[0]
+        if skip + length <= len(first):
+            return first[skip : skip + length]
+        taken = bytearray(memoryview(first)[skip:])
+        for piece in itertools.islice(self._pieces, 1, None):
+            if len(taken) >= length:
+                break
+            taken += memoryview(piece)[: length - len(taken)]
+        return bytes(taken)
+
     def _finish(self, size: Size) -> None:
         self._reader = self._wanted = None
-        self._buffer, self._head = bytearray(), bytearray()
+        self._pieces.clear()
+        self._head = bytearray()
         self._refuse_unless_accepted(size.format)
         if not size.width or not size.height:
             raise ImageError(f"broken {size.format}: a size of {size.width}x{size.height}")
