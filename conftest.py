@@ -318,7 +318,7 @@ class ServiceProcess:
 
 class Cluster(ServiceProcess):
     def __init__(self, env: dict[str, str]):
-        super().__init__([sys.executable, "manage.py", "qcluster"], env)
+        super().__init__([sys.executable, "manage.py", "qcluster", "--skip-checks"], env)  # as bin/run
 
     def worker_pids(self) -> list[int]:
         import psutil
@@ -327,7 +327,7 @@ class Cluster(ServiceProcess):
         titles = {}
         for child in psutil.Process(self.process.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):  # a worker just killed: gone, or a zombie until reaped
-                titles[child.pid] = " ".join(child.cmdline())
+                titles[child.pid] = " ".join(child.cmdline()).rstrip()  # a title shorter than argv is padded
         return [pid for pid, title in titles.items() if title.endswith(" idle") or " processing " in title]
 
 

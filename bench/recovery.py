@@ -33,7 +33,11 @@ DELAY = "0.1-0.4"
 
 def start_cluster(service: Service) -> subprocess.Popen:
     return subprocess.Popen(
-        [PY, "manage.py", "qcluster"], cwd=ROOT, env=service.env, start_new_session=True, stderr=subprocess.DEVNULL
+        [PY, "manage.py", "qcluster", "--skip-checks"],
+        cwd=ROOT,
+        env=service.env,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
     )
 
 

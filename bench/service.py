@@ -159,7 +159,11 @@ class Service:
             cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.worker = subprocess.Popen(
-            [PY, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL
+            [PY, "manage.py", "qcluster", "--skip-checks"],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stderr=subprocess.DEVNULL,
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
         try:

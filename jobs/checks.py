@@ -1,4 +1,5 @@
-"""System checks of the jobs settings (run by manage.py: migrate, qcluster, check)."""
+"""System checks of the jobs settings (run by manage.py migrate and check, so before `make run`
+starts the service; qcluster skips them there)."""
 
 from django.conf import settings
 from django.core.checks import Error, register
