@@ -1,5 +1,8 @@
 # Two commands: `make run` starts the service (web + worker, SQLite), `make test` runs every test.
 PYTHON ?= python3
+# bash with pipefail: a failing command piped into tee (make bench) fails the target.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 

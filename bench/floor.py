@@ -10,6 +10,7 @@ load, measured in the same run as the service.
 
 import asyncio
 import io
+import itertools
 import multiprocessing
 import os
 import random
@@ -136,10 +137,11 @@ def run(design: str, in_flight: int, urls: list[str], delay: tuple[float, float]
 def fastest(url_for, images: int, delay: tuple[float, float], log) -> Result:
     """Every candidate once, the fastest three more times; its median run. `url_for(name)` gives a
     distinct image URL; `log` gets a line per run."""
-    runs = iter(range(10**6))
+    runs = itertools.count()
 
     def once(design: str, in_flight: int, limit: float | None = None) -> Result:
-        urls = [url_for(f"floor-{next(runs)}-{n}") for n in range(images)]
+        run_number = next(runs)  # every run its own distinct URLs, as a job has
+        urls = [url_for(f"floor-{run_number}-{n}") for n in range(images)]
         result = run(design, in_flight, urls, delay, limit)
         heading = f"floor {images:,} images, delay {delay}: {design} at {in_flight} in flight per process:"
         if result.stopped:
