@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/profile_worker.py --images 20000 [--in-flight 32] [--delay 0]
 
-Prints CPU milliseconds per image of: the pipelined bare client (bench/floor.py) in this process;
+Prints CPU milliseconds per image of: the pipelined bare client reading sizes with the header reader
+(bench/floor.py) in this process;
 the service's fetching alone (jobs.processing.measure_images, no database); the whole task
 (jobs.tasks.work_on_next_chunk until the job ends: fetching, claims, writes), split into the fetch
 thread and the main thread; then the main thread's costliest calls (cProfile). The images come
@@ -66,8 +67,9 @@ def main() -> None:
     try:
         urls = [ImageHost.url(f"bare-{i}") for i in range(n)]
         started = time.process_time()
-        asyncio.run(floor.pipelined(urls, args.in_flight, delay))
-        print(f"bare client (pipelined, {args.in_flight} in flight): {per_image(time.process_time() - started, n)}")
+        asyncio.run(floor.pipelined_as_it_arrives(urls, args.in_flight, delay))
+        bare = per_image(time.process_time() - started, n)
+        print(f"bare client (pipelined, header reader, {args.in_flight} in flight): {bare}")
 
         images = [(i, ImageHost.url(f"fetch-{i}")) for i in range(n)]
         limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
