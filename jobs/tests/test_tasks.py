@@ -1,10 +1,14 @@
 """Processing end to end: a real qcluster worker, a local image server, both databases."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 from django_q.models import OrmQ
 
+from conftest import BASE_DIR
 from jobs import tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.tests.helpers import submit, visit, wait_for_job
@@ -212,3 +216,16 @@ def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, sta
     assert wait_for_job(client, job_id, timeout=60) == {"status": "completed", "job_id": job_id}
     assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 81))
     assert max(Chunk.objects.filter(job_id=job_id).values_list("expired_leases", flat=True)) == 0  # none ran out
+
+
+def test_the_tasks_load_no_api_code():
+    """A qcluster process imports the tasks, not the API: DRF (and with it psycopg, even on SQLite)
+    would cost each of its processes about 15 MiB."""
+    script = (
+        "import sys, django; django.setup(); import jobs.tasks;"
+        "print([name for name in ('rest_framework.serializers', 'drf_spectacular.openapi', 'jobs.views')"
+        " if name in sys.modules])"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "retailpulse.settings_test"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
