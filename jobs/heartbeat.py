@@ -16,11 +16,12 @@ HEARTBEAT_MAX_AGE = 10.0  # seconds: an older heartbeat does not count
 class HeartbeatCache(DatabaseCache):
     """The "cluster" cache. django-q2 gives each heartbeat 3 s to live: one write held up that long
     (behind SQLite's write lock, on a starved CPU) made a live cluster vanish. Here a heartbeat lives
-    HEARTBEAT_MAX_AGE, and live_clusters judges it by its own timestamp."""
+    a second longer than HEARTBEAT_MAX_AGE (the database cache cuts expiry times to the second), and
+    live_clusters judges it by its own timestamp."""
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        if isinstance(timeout, int | float) and 0 < timeout < HEARTBEAT_MAX_AGE:
-            timeout = HEARTBEAT_MAX_AGE
+        if isinstance(timeout, int | float) and 0 < timeout <= HEARTBEAT_MAX_AGE:
+            timeout = HEARTBEAT_MAX_AGE + 1
         super().set(key, value, timeout, version)
 
 
