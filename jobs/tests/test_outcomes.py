@@ -107,3 +107,16 @@ def test_each_failed_image_is_logged_once_with_its_store_url_and_cause(caplog):
     assert failed[0].getMessage() == (
         f"job {job.pk} image {ids[0]} of store S1 failed: https://img.example.com/0.jpg: HTTP 404"
     )
+
+
+def test_a_batch_larger_than_one_statement_counts_every_image_once():
+    """A failed chunk's images come in one call: on SQLite more rows than one UPDATE takes."""
+    job = make_job(2 * services.outcomes.SQLITE_ROWS_PER_UPDATE + 5)
+    ids = image_ids(job)
+    measured = [Outcome(image_id, image_id % 7 + 1, 3) for image_id in ids[:-3]]
+    services.record_outcomes(job.pk, [*measured, *measured[:10]])  # a repeat within the batch changes nothing
+
+    job.refresh_from_db()
+    assert (job.images_done, job.images_failed, job.status) == (len(ids) - 3, 0, "ongoing")
+    widths = dict(ImageResult.objects.filter(job=job, status="done").values_list("id", "width"))
+    assert widths == {image_id: image_id % 7 + 1 for image_id in ids[:-3]}
