@@ -100,7 +100,7 @@ def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession
         headers={"User-Agent": "RetailPulse/1.0 (image dimensions)"},
         auto_decompress=False,
         # aiohttp's read buffer (256 KB) is left as it is: a smaller one pauses the socket reader
-        # within an image, which costs CPU (64 KB: 10 % more per image).
+        # within an image, which costs CPU (docs/performance.md, "Tuning").
     )
 
 

@@ -57,9 +57,9 @@ def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tup
     changed. `columns` maps each column to its PostgreSQL type; each row is (id, *its values).
 
     Not bulk_update: its CASE/WHEN per column is slow on SQLite and holds the write lock longer.
-    A statement takes many rows: on SQLite up to SQLITE_ROWS_PER_UPDATE as a VALUES list (a third
-    less of the worker's database CPU than a prepared UPDATE per row), on PostgreSQL all of them as
-    arrays (unnest), which costs both server and client less CPU than a statement per row.
+    A statement takes many rows, which costs both server and client less CPU than a statement per
+    row (docs/performance.md, "Where the CPU goes"): on SQLite up to SQLITE_ROWS_PER_UPDATE as a
+    VALUES list, on PostgreSQL all of them as arrays (unnest).
     """
     if not rows:
         return 0
