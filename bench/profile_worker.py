@@ -3,8 +3,8 @@
     .venv/bin/python bench/profile_worker.py --images 20000 [--in-flight 32] [--delay 0]
 
 Prints CPU milliseconds per image of: the pipelined bare client reading sizes with the header reader
-(bench/floor.py) in this process;
-the service's fetching alone (jobs.processing.measure_images, no database); the whole task
+(bench/floor.py) in this process; the service's fetching alone (jobs.processing.measure_images, no
+database); the whole task
 (jobs.tasks.work_on_next_chunk until the job ends: fetching, claims, writes), split into the fetch
 thread and the main thread; then the main thread's costliest calls (cProfile). The images come
 from nginx, as in bench/service.py.

@@ -26,19 +26,13 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service import PY, ROOT, ImageHost, Service
+from service import QCLUSTER, ROOT, ImageHost, Service
 
 DELAY = "0.1-0.4"
 
 
 def start_cluster(service: Service) -> subprocess.Popen:
-    return subprocess.Popen(
-        [PY, "manage.py", "qcluster", "--skip-checks"],
-        cwd=ROOT,
-        env=service.env,
-        start_new_session=True,
-        stderr=subprocess.DEVNULL,
-    )
+    return subprocess.Popen(QCLUSTER, cwd=ROOT, env=service.env, start_new_session=True, stderr=subprocess.DEVNULL)
 
 
 def done(service: Service, job_id: int) -> tuple[int, str]:

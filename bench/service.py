@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
 WEB_PORT, NGINX_PORT = 8411, 8412
+# qcluster as bin/run starts it: the checks ran with migrate.
+QCLUSTER = [PY, "manage.py", "qcluster", "--skip-checks"]
 PG_DATABASE = "retailpulse_bench"  # dropped and made again by each run on PostgreSQL
 STORES = 100
 
@@ -159,11 +161,7 @@ class Service:
             cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.worker = subprocess.Popen(
-            [PY, "manage.py", "qcluster", "--skip-checks"],
-            cwd=ROOT,
-            env=self.env,
-            start_new_session=True,
-            stderr=subprocess.DEVNULL,
+            QCLUSTER, cwd=ROOT, env=self.env, start_new_session=True, stderr=subprocess.DEVNULL
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
         try:

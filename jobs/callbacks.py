@@ -26,7 +26,7 @@ ATTEMPT_HEADER = "X-RetailPulse-Attempt"
 
 def render(body: dict) -> bytes:
     """The bytes GET /api/status answers for the same body (the same renderer)."""
-    # Imported here: DRF (and with it psycopg, even on SQLite) would add about 8 MiB to every
+    # Imported here: DRF (and with it psycopg, even on SQLite) would add about 15 MiB to every
     # qcluster process, which otherwise never loads it.
     from rest_framework.renderers import JSONRenderer
 

@@ -31,16 +31,13 @@ def live_clusters() -> list[Stat]:
     Read only: django-q2's Stat.get_all also writes the list of clusters back, which would make a
     readiness probe wait for SQLite's write lock.
     """
-    cache, now = get_broker().cache, timezone.now()
-    stats = []
+    cache, now, live = get_broker().cache, timezone.now(), []
     for pack in cache.get_many(cache.get(Conf.Q_STAT) or []).values():
         try:
-            stats.append(SignedPackage.loads(pack))
+            stat = SignedPackage.loads(pack)
         except BadSignature:  # a cluster of another secret key
             continue
-    return [
-        stat
-        for stat in stats
-        if (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
-        and stat.status not in (Conf.STARTING, Conf.STOPPING, Conf.STOPPED)
-    ]
+        recent = (now - stat.timestamp).total_seconds() <= HEARTBEAT_MAX_AGE
+        if recent and stat.status not in (Conf.STARTING, Conf.STOPPING, Conf.STOPPED):
+            live.append(stat)
+    return live
