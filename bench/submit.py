@@ -1,0 +1,92 @@
+"""Where a big submit's time goes: parsing, validation, the inserts and the commit, in one process.
+
+    .venv/bin/python bench/submit.py --db postgres --images 100000 --runs 3
+
+On a fresh database (SQLite in a temporary folder, or PostgreSQL's `retailpulse_bench`), each run
+submits one job of N images (100 per visit) through the API's own parser, serializer and service,
+and prints the seconds of each phase and of the slowest statements. The commit runs the deferred
+foreign-key checks, one per constrained column per row.
+"""
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from service import PG_DATABASE, ROOT, STORES, ImageHost
+
+
+def setup_django(db: str) -> None:
+    if db == "postgres":
+        for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    else:
+        database_url = f"sqlite:///{tempfile.mkdtemp(prefix='rp-submit-')}/submit.sqlite3"
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="retailpulse.settings",
+        DJANGO_SECRET_KEY="bench-only-" + "k" * 50,
+        LOG_LEVEL="WARNING",
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def body(images: int, tag: str) -> bytes:
+    visits = [
+        {
+            "store_id": f"B{v % STORES:05d}",
+            "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(100)],
+            "visit_time": "2024-01-21T16:23:40Z",
+        }
+        for v in range(images // 100)
+    ]
+    return json.dumps({"count": len(visits), "visits": visits}).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    setup_django(args.db)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.parsers import JSONParser
+
+    from jobs.serializers import SubmitJobSerializer
+    from stores.models import Store
+
+    Store.objects.bulk_create(Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES))
+    for run in range(args.runs):
+        raw = body(args.images, f"run{run}")
+        started = time.perf_counter()
+        data = JSONParser().parse(io.BytesIO(raw))
+        parsed = time.perf_counter()
+        serializer = SubmitJobSerializer(data=data)
+        assert serializer.is_valid(), serializer.errors
+        validated = time.perf_counter()
+        with CaptureQueriesContext(connection) as queries:
+            serializer.submit(idempotency_key=None, client=None)
+        done = time.perf_counter()
+        print(
+            f"{args.db}, {args.images:,} images: parse {parsed - started:.2f} s, validate {validated - parsed:.2f} s, "
+            f"store {done - validated:.2f} s, in all {done - started:.2f} s; slowest statements:"
+        )
+        for query in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:3]:
+            print(f"    {float(query['time']):.2f} s  {query['sql'][:90]}")
+
+
+if __name__ == "__main__":
+    main()
