@@ -1,20 +1,22 @@
-"""Where a worker's CPU goes, in one process on a fresh SQLite database, for N images.
+"""Where a worker's CPU goes, in one process on a fresh database, for N images.
 
-    .venv/bin/python bench/profile_worker.py --images 20000 [--in-flight 32] [--delay 0]
+    .venv/bin/python bench/profile_worker.py --images 20000 [--db postgres] [--in-flight 32] [--delay 0] [--profile]
 
 Prints CPU milliseconds per image of: the pipelined bare client reading sizes with the header reader
 (bench/floor.py) in this process; the service's fetching alone (jobs.processing.measure_images, no
-database); the whole task
-(jobs.tasks.work_on_next_chunk until the job ends: fetching, claims, writes), split into the fetch
-thread and the main thread; then the main thread's costliest calls (cProfile). The images come
-from nginx, as in bench/service.py.
+database); the whole task (jobs.tasks.work_on_next_chunk until the job ends: fetching, claims,
+writes), split into the fetch thread and the main thread; with --profile, the main thread's
+costliest calls (cProfile, which makes the main thread's own figure larger). The images come from
+nginx, as in bench/service.py; the database is SQLite (by default) or PostgreSQL.
 """
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,12 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import floor
-from service import STORES, ImageHost, parse_delay
+from service import PG_DATABASE, STORES, ImageHost, parse_delay
 
 
-def setup_django(workdir: Path, in_flight: int, delay: str) -> None:
+def setup_django(workdir: Path, db: str, in_flight: int, delay: str) -> None:
+    if db == "postgres":
+        for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    else:
+        database_url = f"sqlite:///{workdir}/profile.sqlite3"
     os.environ.update(
-        DATABASE_URL=f"sqlite:///{workdir}/profile.sqlite3",
+        DATABASE_URL=database_url,
         DJANGO_SETTINGS_MODULE="retailpulse.settings",
         DJANGO_SECRET_KEY="profile-only-" + "k" * 50,
         DJANGO_SECURE_SSL_REDIRECT="0",
@@ -52,11 +60,15 @@ def per_image(seconds: float, images: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--delay", default="0")
+    parser.add_argument(
+        "--profile", action="store_true", help="also list the main thread's costliest calls (cProfile, which slows it)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
-    setup_django(workdir, args.in_flight, args.delay)
+    setup_django(workdir, args.db, args.in_flight, args.delay)
     from django.conf import settings
 
     from jobs import imaging, processing, services, tasks
@@ -92,17 +104,17 @@ def main() -> None:
         job = services.submit_job(visits).job
         profile = cProfile.Profile(time.thread_time)
         started, main_started = time.process_time(), time.thread_time()
-        profile.enable()
-        while Job.objects.get(pk=job.pk).status == Job.Status.ONGOING:
-            tasks.work_on_next_chunk()
-        profile.disable()
+        with profile if args.profile else contextlib.nullcontext():
+            while Job.objects.get(pk=job.pk).status == Job.Status.ONGOING:
+                tasks.work_on_next_chunk()
         whole, main_thread = time.process_time() - started, time.thread_time() - main_started
         print(
             f"the task, chunk after chunk: {per_image(whole, n)}: fetch thread {per_image(whole - main_thread, n)}, "
             f"main thread (claims, writes) {per_image(main_thread, n)}"
         )
-        print("\nThe main thread's costliest calls, cumulative:")
-        pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(r"jobs/", 12)
+        if args.profile:
+            print("\nThe main thread's costliest calls, cumulative (under cProfile):")
+            pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(r"jobs/", 12)
     finally:
         host.stop()
 

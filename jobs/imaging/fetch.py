@@ -12,6 +12,7 @@ aiohttp rather than requests: it fetches several times more images per second pe
 """
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import random
@@ -109,9 +110,14 @@ def check_url(url: str, limits: FetchLimits) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImageError(f"refused: not an http(s) URL ({url})")
-    if limits.allow_private:
-        return
-    host = parts.hostname
+    if not limits.allow_private:
+        _check_host(parts.hostname)
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_host(host: str) -> None:
+    """Cached (a refusal raises, so it is not): a job's images come from a few hosts, and trying a
+    name as an address costs two exceptions per image."""
     if host == "localhost" or host.endswith(".localhost"):
         raise ImageError(f"refused: {host} is a loopback name")
     try:
