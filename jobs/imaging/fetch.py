@@ -18,11 +18,12 @@ import itertools
 import random
 import socket
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from jobs.imaging.headers import HeaderReader, ImageError
 
@@ -105,13 +106,20 @@ def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession
     )
 
 
-def check_url(url: str, limits: FetchLimits) -> None:
-    """Refuse what the resolver never sees: other schemes, and hosts written as IP literals."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def check_url(url: str, limits: FetchLimits) -> URL:
+    """Refuse what the resolver never sees: other schemes, and hosts written as IP literals.
+
+    Returns the URL parsed, as aiohttp would parse it: given it, aiohttp does not parse it again.
+    """
+    try:
+        parsed = URL(url)
+    except ValueError:  # a bad port or an unclosed IPv6 bracket
+        raise ImageError(f"invalid URL ({url})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ImageError(f"refused: not an http(s) URL ({url})")
     if not limits.allow_private:
-        _check_host(parts.hostname)
+        _check_host(parsed.host)
+    return parsed
 
 
 @functools.lru_cache(maxsize=1024)
@@ -153,9 +161,8 @@ def _retry_after(response: aiohttp.ClientResponse) -> float | None:
 
 async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
     for _hop in range(limits.max_redirects + 1):
-        check_url(url, limits)
         try:
-            async with session.get(url, allow_redirects=False) as response:
+            async with session.get(check_url(url, limits), allow_redirects=False) as response:
                 if response.status in REDIRECT_STATUSES and "Location" in response.headers:
                     url = urljoin(url, response.headers["Location"])
                     continue

@@ -11,6 +11,7 @@ import uuid
 from urllib.parse import quote
 
 import pytest
+from yarl import URL
 
 from conftest import ImageServer
 from jobs.imaging import (
@@ -371,7 +372,13 @@ def test_check_url_private_hosts(url):
     for _ in range(2):  # the host verdicts are cached: a refusal must not become a pass
         with pytest.raises(ImageError, match=r"^refused"):
             check_url(url, limits(allow_private=False))
-    assert check_url(url, limits(allow_private=True)) is None
+    assert check_url(url, limits(allow_private=True)) == URL(url)
+
+
+@pytest.mark.parametrize("url", ["http://images.example.com:99999/a.jpg", "http://[::1/a.jpg"])
+def test_check_url_names_a_url_it_cannot_parse(url):
+    with pytest.raises(ImageError, match=r"^invalid URL \("):
+        check_url(url, limits(allow_private=False))
 
 
 @pytest.mark.parametrize(
@@ -379,7 +386,7 @@ def test_check_url_private_hosts(url):
 )
 def test_check_url_allows_public_hosts(url):
     # A name passes here: the resolver checks the addresses it resolves to.
-    assert check_url(url, limits(allow_private=False)) is None
+    assert check_url(url, limits(allow_private=False)) == URL(url)
 
 
 @pytest.mark.parametrize(
