@@ -16,7 +16,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,18 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import floor
-from service import PG_DATABASE, STORES, ImageHost, parse_delay
+from service import STORES, ImageHost, fresh_database, parse_delay
 
 
 def setup_django(workdir: Path, db: str, in_flight: int, delay: str) -> None:
-    if db == "postgres":
-        for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-        database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
-    else:
-        database_url = f"sqlite:///{workdir}/profile.sqlite3"
     os.environ.update(
-        DATABASE_URL=database_url,
+        DATABASE_URL=fresh_database(db, workdir),
         DJANGO_SETTINGS_MODULE="retailpulse.settings",
         DJANGO_SECRET_KEY="profile-only-" + "k" * 50,
         DJANGO_SECURE_SSL_REDIRECT="0",

@@ -104,6 +104,17 @@ http {{
         self.process.wait(timeout=10)
 
 
+def fresh_database(db: str, workdir: Path) -> str:
+    """The URL of an empty database: SQLite in `workdir`, or PostgreSQL's PG_DATABASE made again."""
+    if db == "sqlite":
+        for old in workdir.glob("bench.sqlite3*"):
+            old.unlink()
+        return f"sqlite:///{workdir}/bench.sqlite3"
+    for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+    return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+
+
 def process_tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants (gunicorn's and qcluster's workers)."""
     root = psutil.Process(pid)
@@ -129,17 +140,9 @@ class Service:
     """gunicorn + qcluster on a fresh database, as bin/run starts them."""
 
     def __init__(self, db: str, delay: str, workdir: Path, extra_env: dict[str, str]):
-        if db == "sqlite":
-            for old in workdir.glob("bench.sqlite3*"):
-                old.unlink()
-            database_url = f"sqlite:///{workdir}/bench.sqlite3"
-        else:
-            for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
-                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-            database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
         self.env = {
             **os.environ,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": fresh_database(db, workdir),
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
             "DJANGO_SECURE_SSL_REDIRECT": "0",
@@ -376,7 +379,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the service and nginx on the way out
     memory = psutil.virtual_memory().total / 2**30
     machine = f"{platform.machine()} ({cpu_model()})"
-    print(f"Machine: {machine}, {CORES} cores, ")
-    print(f"{memory:.0f} GiB, Python {platform.python_version()}, `{' '.join(['bench/service.py', *sys.argv[1:]])}`.\n")
+    command = " ".join(["bench/service.py", *sys.argv[1:]])
+    print(f"Machine: {machine}, {CORES} cores, {memory:.0f} GiB, Python {platform.python_version()}, `{command}`.\n")
     print(HEADER)
     main()

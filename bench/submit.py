@@ -12,23 +12,17 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from service import PG_DATABASE, ROOT, STORES, ImageHost
+from service import ROOT, STORES, ImageHost, fresh_database
 
 
 def setup_django(db: str) -> None:
-    if db == "postgres":
-        for sql in (f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"CREATE DATABASE {PG_DATABASE}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-        database_url = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
-    else:
-        database_url = f"sqlite:///{tempfile.mkdtemp(prefix='rp-submit-')}/submit.sqlite3"
     os.environ.update(
-        DATABASE_URL=database_url,
+        DATABASE_URL=fresh_database(db, Path(tempfile.mkdtemp(prefix="rp-submit-"))),
         DJANGO_SETTINGS_MODULE="retailpulse.settings",
         DJANGO_SECRET_KEY="bench-only-" + "k" * 50,
         LOG_LEVEL="WARNING",
