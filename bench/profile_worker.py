@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import os
 import pstats
 import sys
 import tempfile
@@ -23,27 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import floor
-from service import STORES, ImageHost, fresh_database, parse_delay
-
-
-def setup_django(workdir: Path, db: str, in_flight: int, delay: str) -> None:
-    os.environ.update(
-        DATABASE_URL=fresh_database(db, workdir),
-        DJANGO_SETTINGS_MODULE="retailpulse.settings",
-        DJANGO_SECRET_KEY="profile-only-" + "k" * 50,
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        RETAILPULSE_FETCH_ALLOW_PRIVATE="1",
-        RETAILPULSE_GPU_DELAY=delay,
-        RETAILPULSE_IN_FLIGHT=str(in_flight),
-        LOG_LEVEL="WARNING",
-    )
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from service import STORES, ImageHost, parse_delay, setup_django_here
 
 
 def per_image(seconds: float, images: int) -> str:
@@ -61,12 +40,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
-    setup_django(workdir, args.db, args.in_flight, args.delay)
+    setup_django_here(args.db, workdir, RETAILPULSE_GPU_DELAY=args.delay, RETAILPULSE_IN_FLIGHT=str(args.in_flight))
     from django.conf import settings
 
     from jobs import imaging, processing, services, tasks
     from jobs.models import Job
-    from stores.models import Store
 
     host, n, delay = ImageHost(workdir), args.images, parse_delay(args.delay)
     try:
@@ -85,9 +63,6 @@ def main() -> None:
         assert sum(len(batch) for batch in batches) == n
         print(f"service fetching alone: {per_image(time.process_time() - started, n)}")
 
-        Store.objects.bulk_create(
-            Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES)
-        )
         visits = [
             services.VisitInput(
                 f"B{v % STORES:05d}", [ImageHost.url(f"task-{v}-{i}") for i in range(100)], datetime.now(UTC)

@@ -104,6 +104,56 @@ http {{
         self.process.wait(timeout=10)
 
 
+# The service's settings in every benchmark: images come from nginx on this machine.
+BENCH_SETTINGS = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+    "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def store_master(workdir: Path) -> Path:
+    """A store master of STORES stores, B00000 and on, as a CSV file in `workdir`."""
+    master = workdir / "stores.csv"
+    master.write_text("AreaCode,StoreName,StoreID\n" + "".join(f"7000,Store {n},B{n:05d}\n" for n in range(STORES)))
+    return master
+
+
+def setup_django_here(db: str, workdir: Path, **settings: str) -> None:
+    """Django in this process, on a fresh database with the store master loaded, with BENCH_SETTINGS
+    and `settings`: for benchmarks that call the service's code directly."""
+    os.environ.update(
+        DATABASE_URL=fresh_database(db, workdir),
+        DJANGO_SETTINGS_MODULE="retailpulse.settings",
+        **BENCH_SETTINGS,
+        **settings,
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("load_stores", str(store_master(workdir)), stdout=io.StringIO())
+
+
+def submit_body(images: int, tag: str, per_visit: int = 100) -> dict:
+    """A submit of `images` distinct image URLs, `per_visit` to a visit, the visits spread over the
+    stores of store_master."""
+    visits = [
+        {
+            "store_id": f"B{v % STORES:05d}",
+            "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(min(per_visit, images - v * per_visit))],
+            "visit_time": "2024-01-21T16:23:40Z",
+        }
+        for v in range((images + per_visit - 1) // per_visit)
+    ]
+    return {"count": len(visits), "visits": visits}
+
+
 def fresh_database(db: str, workdir: Path) -> str:
     """The URL of an empty database: SQLite in `workdir`, or PostgreSQL's PG_DATABASE made again."""
     if db == "sqlite":
@@ -143,20 +193,14 @@ class Service:
         self.env = {
             **os.environ,
             "DATABASE_URL": fresh_database(db, workdir),
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            **BENCH_SETTINGS,
             "RETAILPULSE_GPU_DELAY": delay,
-            "RETAILPULSE_FETCH_ALLOW_PRIVATE": "1",
-            "LOG_LEVEL": "WARNING",
             **extra_env,
         }
         self.peak_memory = {"rss": 0, "pss": 0}  # of all the service's processes together
         self._sampling = False
         subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
-        master = workdir / "stores.csv"
-        master.write_text("AreaCode,StoreName,StoreID\n" + "".join(f"7000,Store {n},B{n:05d}\n" for n in range(STORES)))
-        load = [PY, "manage.py", "load_stores", str(master)]
+        load = [PY, "manage.py", "load_stores", str(store_master(workdir))]
         subprocess.run(load, cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
         gunicorn = [str(ROOT / ".venv/bin/gunicorn"), "retailpulse.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}"]
         self.web = subprocess.Popen(
@@ -208,16 +252,8 @@ class Service:
         return seconds
 
     def submit(self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None) -> tuple[int, float]:
-        visits = [
-            {
-                "store_id": f"B{v % STORES:05d}",
-                "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(min(per_visit, images - v * per_visit))],
-                "visit_time": "2024-01-21T16:23:40Z",
-            }
-            for v in range((images + per_visit - 1) // per_visit)
-        ]
+        body = submit_body(images, tag, per_visit)
         started = time.perf_counter()
-        body = {"count": len(visits), "visits": visits}
         response = requests.post(f"{self.base}/api/submit/", json=body, headers=headers, timeout=120)
         assert response.status_code == 201, response.text
         return response.json()["job_id"], time.perf_counter() - started

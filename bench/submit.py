@@ -11,41 +11,11 @@ foreign-key checks, one per constrained column per row.
 import argparse
 import io
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from service import ROOT, STORES, ImageHost, fresh_database
-
-
-def setup_django(db: str) -> None:
-    os.environ.update(
-        DATABASE_URL=fresh_database(db, Path(tempfile.mkdtemp(prefix="rp-submit-"))),
-        DJANGO_SETTINGS_MODULE="retailpulse.settings",
-        DJANGO_SECRET_KEY="bench-only-" + "k" * 50,
-        LOG_LEVEL="WARNING",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def body(images: int, tag: str) -> bytes:
-    visits = [
-        {
-            "store_id": f"B{v % STORES:05d}",
-            "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(100)],
-            "visit_time": "2024-01-21T16:23:40Z",
-        }
-        for v in range(images // 100)
-    ]
-    return json.dumps({"count": len(visits), "visits": visits}).encode()
+from service import setup_django_here, submit_body
 
 
 def main() -> None:
@@ -54,17 +24,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    setup_django(args.db)
+    setup_django_here(args.db, Path(tempfile.mkdtemp(prefix="rp-submit-")))
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from rest_framework.parsers import JSONParser
 
     from jobs.serializers import SubmitJobSerializer
-    from stores.models import Store
 
-    Store.objects.bulk_create(Store(store_id=f"B{s:05d}", name=f"Store {s}", area_code="7000") for s in range(STORES))
     for run in range(args.runs):
-        raw = body(args.images, f"run{run}")
+        raw = json.dumps(submit_body(args.images, f"run{run}")).encode()
         started = time.perf_counter()
         data = JSONParser().parse(io.BytesIO(raw))
         parsed = time.perf_counter()
