@@ -93,6 +93,7 @@ async def _measure_all(
     in_flight: int,
     gpu_delay: tuple[float, float],
     deadline: float,
+    stop_fetching: asyncio.Event,
 ) -> None:
     """Measure the images in two stages and put their outcomes on `report` in batches, at least one
     every FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image
@@ -102,6 +103,9 @@ async def _measure_all(
     then goes through the simulated GPU work, a timer that holds no fetch slot, so a few fetches in
     flight keep the CPU busy whatever the delay. The GPU stage has no bound of its own: a timer costs
     no CPU. A failed image skips it.
+
+    `stop_fetching` cancels the fetches in flight (those images stay pending) and starts no more;
+    the images already downloaded still finish their GPU work, at most the delay's upper bound.
 
     A fixed pool of fetching coroutines taking the next image in turn, timers rather than a task per
     image, and batches rather than single outcomes across threads: each costs the worker less CPU.
@@ -144,14 +148,19 @@ async def _measure_all(
             hand_over()
 
     flusher = asyncio.create_task(hand_over_regularly())
+    fetching = asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
+    stopped = asyncio.ensure_future(stop_fetching.wait())
     try:
         async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
-            await asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
+            await asyncio.wait([fetching, stopped], return_when=asyncio.FIRST_COMPLETED)
+            fetching.cancel()  # a no-op unless stopped first
             if in_gpu:
                 await gpu_drained.wait()
     except TimeoutError:
         pass  # what did not finish stays pending and goes back to the queue
     finally:
+        fetching.cancel()
+        stopped.cancel()
         for timer in in_gpu:  # cancelled: those images stay pending too
             timer.cancel()
         flusher.cancel()
@@ -171,12 +180,15 @@ def measure_images(
     """Yield outcomes in batches as images finish (an empty one at least every FLUSH_EVERY), until
     all are done or `deadline` (monotonic).
 
-    Setting `stop` (between two batches) cancels the images in flight, which stay pending: the
-    outcomes already measured still come out in a last batch. Cancelling rather than waiting for
-    them: a full window of images in flight can take seconds to see through.
+    Setting `stop` (between two batches) cancels the fetches in flight, which stay pending, rather
+    than waiting for them (a hanging host holds one up to its fetch timeout). The images already
+    downloaded finish their simulated GPU work, as real GPU work would, and come out in the last
+    batches: thrown away, they would be fetched again. Closing the generator instead drops
+    everything unfinished at once.
     """
     report: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
     fetch = _fetch_loop(limits, in_flight)
+    stop_fetching = asyncio.Event()  # set on the loop's thread: asyncio objects are not thread-safe
     measuring = fetch.run(
         _measure_all(
             images,
@@ -186,6 +198,7 @@ def measure_images(
             in_flight=in_flight,
             gpu_delay=gpu_delay,
             deadline=deadline,
+            stop_fetching=stop_fetching,
         )
     )
     try:
@@ -199,6 +212,6 @@ def measure_images(
                 break
             yield batch
             if stop is not None and stop.is_set():
-                measuring.cancel()  # _measure_all still reports what it measured, then _FINISHED
+                fetch.loop.call_soon_threadsafe(stop_fetching.set)
     finally:
-        measuring.cancel()  # a no-op unless the fetcher overran its deadline, or the caller stopped early
+        measuring.cancel()  # a no-op unless the fetcher overran its deadline, or the caller closed early

@@ -63,8 +63,10 @@ def _measure_chunk(claim: services.Claim) -> str:
                     services.record_outcomes(chunk.job_id, outcomes)
                 if time.monotonic() >= renew_at:
                     held, renew_at = services.renew_lease(claim), time.monotonic() + config["LEASE_RENEW"]
-                if not held or selectors.chunk_must_make_way(chunk.pk):
-                    stop.set()  # the images in flight stay pending: the next holder measures them
+                if not held:
+                    break  # another worker holds the chunk: what is unfinished is its to measure
+                if selectors.chunk_must_make_way(chunk.pk):
+                    stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
     except Exception as exc:
         # Not swallowed: logged with its traceback, and counted on the chunk, which backs off.
         log.exception("chunk %s of job %s failed", chunk.number, chunk.job_id)

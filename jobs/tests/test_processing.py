@@ -106,6 +106,39 @@ def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_serv
     assert outcomes == [Outcome(1, 2, 2)]  # images 2-5 stay pending, for the chunk's next delivery
 
 
+def test_stop_lets_downloaded_images_finish_their_gpu_work(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_EVERY", 0.05)
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/img/3x2.png?n={n}")) for n in (1, 2)]
+    images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in (3, 4)]
+    images += [(5, image_server.url(f"/img/3x2.png?n=5&{key}"))]
+    stop = threading.Event()
+
+    outcomes, started = [], time.monotonic()
+    for batch in measure_images_lazily(images, in_flight=2, gpu_delay=(0.5, 0.5), stop=stop):
+        outcomes += batch
+        if sum(f"/held/{key}" in path for path in image_server.requests) == 2:  # 1 and 2 are past their fetch
+            stop.set()
+    image_server.release(key)
+
+    # Dropped at the stop, images 1 and 2 would be fetched again by the chunk's next holder.
+    assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(1, 3, 2), Outcome(2, 3, 2)]
+    assert time.monotonic() - started >= 0.5  # their simulated GPU work ran its course
+    assert not [path for path in image_server.requests if f"n=5&{key}" in path]  # no fetch after the stop
+
+
+def test_closing_drops_what_is_unfinished_at_once(image_server):
+    images = [(n, image_server.url(f"/img/3x2.png?n={n}")) for n in (1, 2)]
+
+    batches = measure_images_lazily(images, in_flight=2, gpu_delay=(5.0, 5.0))
+    started = time.monotonic()
+    first = next(batches)  # at FLUSH_EVERY: both images are in their GPU work
+    batches.close()
+
+    assert first == []
+    assert time.monotonic() - started < 2  # not the 5 s of GPU work
+
+
 def test_the_simulated_gpu_work_holds_no_fetch_slot(image_server):
     key = uuid.uuid4().hex
     images = [(n, image_server.url(f"/img/3x2.png?gpu={key}&n={n}")) for n in range(5)]
