@@ -6,6 +6,7 @@ add only the rows that changed, and a job is finished once, each by a conditiona
 transaction.
 """
 
+import itertools
 import logging
 import os
 import re
@@ -83,7 +84,7 @@ def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tup
                 f" {', '.join(f'{name} = outcome.column{n}' for n, name in enumerate(columns, start=2))}"
                 f" FROM (VALUES {', '.join([row] * len(batch))}) AS outcome"
                 f" WHERE {table}.id = outcome.column1 AND {table}.status = 'pending'",
-                [status, at, *(value for values in batch for value in values)],
+                [status, at, *itertools.chain.from_iterable(batch)],
             )
             changed += cursor.rowcount
         return changed
@@ -113,13 +114,28 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             _log_failed_images(job_id, failed_images)
             causes.update(failure_cause(error) for *_, error in failed_images)
         if done or failed:
-            Job.objects.filter(pk=job_id).update(
-                images_done=F("images_done") + done,
-                images_failed=F("images_failed") + failed,
-                progressed_at=recorded_at,
-            )
+            left = _add_to_counters(job_id, done, failed, now)
             count_outcomes(job_id, worker_name(), recorded_at, {"": done, **causes})
-            finish_job_if_complete(job_id)
+            if left == 0:
+                finish_job_if_complete(job_id)
+
+
+def _add_to_counters(job_id: int, done: int, failed: int, at) -> int | None:
+    """Add a batch's outcomes to its job's counters; return how many of the job's images still have
+    none (None if the job is gone).
+
+    SQL for RETURNING, which the ORM's update() lacks: the counters' row is locked until commit, so
+    exactly the batch that leaves nothing sees 0, and only it tries to finish the job.
+    """
+    table = connection.ops.quote_name(Job._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET images_done = images_done + %s, images_failed = images_failed + %s,"
+            f" progressed_at = %s WHERE id = %s RETURNING images_total - images_done - images_failed",
+            [done, failed, at, job_id],
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def count_outcomes(job_id: int, worker: str, at: datetime, images_by_cause: dict[str, int]) -> None:
