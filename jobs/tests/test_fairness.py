@@ -43,7 +43,8 @@ def test_two_clients_share_the_workers_whatever_their_number_of_jobs(
     a_meanwhile = ImageResult.objects.filter(job__client=a, status="done", processed_at__lte=b_end).count()
     b_share = 400 / (400 + a_meanwhile)
 
-    assert 0.4 <= b_share <= 0.6, f"B measured 400 images while A measured {a_meanwhile}"
+    # Not exactly a half: while B's last chunks run, fewer than its two workers, A's take the rest.
+    assert 0.35 <= b_share <= 0.65, f"B measured 400 images while A measured {a_meanwhile}"
 
 
 def test_a_small_job_of_another_client_ends_within_3_s_while_a_client_runs_four_big_ones(
