@@ -29,6 +29,11 @@ from jobs.imaging.headers import MEASURED_FORMATS, HeaderReader
 CORES = os.cpu_count() or 2
 
 
+def _session(in_flight: int) -> aiohttp.ClientSession:
+    """No timeouts: a timer per request costs CPU, and the floor does only the load's work."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight), timeout=aiohttp.ClientTimeout())
+
+
 async def _size(session: aiohttp.ClientSession, url: str) -> None:
     """The size with Pillow, from the whole body."""
     async with session.get(url) as response:
@@ -50,7 +55,7 @@ async def _size_as_it_arrives(session: aiohttp.ClientSession, url: str) -> None:
 async def task_per_image(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
     """One coroutine per image behind a semaphore; the delay holds its fetch slot."""
     slots = asyncio.Semaphore(in_flight)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+    async with _session(in_flight) as session:
 
         async def one(url: str) -> None:
             async with slots:
@@ -64,7 +69,7 @@ async def pipelined(urls: list[str], in_flight: int, delay: tuple[float, float],
     """`in_flight` fetching coroutines take the next image in turn; the delay is a timer after the
     fetch, holding no fetch slot."""
     loop, waiting, timers = asyncio.get_running_loop(), iter(urls), set()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+    async with _session(in_flight) as session:
 
         async def fetch_in_turn() -> None:
             for url in waiting:

@@ -50,11 +50,15 @@ def process_groups(service: Service) -> dict[str, list[psutil.Process]]:
 
 
 def chunk_times(job_id: int) -> list[tuple[str, float, float]]:
-    """(task name, queued, done) of the job's chunk tasks, as epoch seconds."""
+    """(task result, queued, done) of the tasks that measured the job's chunks, as epoch seconds."""
     from django_q.models import Task
 
-    tasks = Task.objects.filter(name__startswith=f"job-{job_id}-chunk-").order_by("started")
-    return [(t.name, t.started.timestamp(), t.stopped.timestamp()) for t in tasks]
+    tasks = Task.objects.filter(func="jobs.tasks.work_on_next_chunk").order_by("started")  # results are pickled
+    return [
+        (t.result, t.started.timestamp(), t.stopped.timestamp())
+        for t in tasks
+        if str(t.result).startswith(f"job {job_id} chunk ")
+    ]
 
 
 @contextmanager
@@ -117,7 +121,7 @@ def main() -> None:
             print(f"  CPU busy % every 0.25 s, service: {busy_line(busy)}\n  floor: {busy_line(floor_busy)}")
             time.sleep(1)  # the monitor saves the last task's result
             for name, queued, done in chunk_times(job_id):
-                print(f"  {name:24} queued {queued - started:6.2f}  done {done - started:6.2f}")
+                print(f"  {name:40} queued {queued - started:6.2f}  done {done - started:6.2f}")
     finally:
         service.stop()
         host.stop()

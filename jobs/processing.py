@@ -73,9 +73,9 @@ def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
     return _fetch_loops[key]
 
 
-async def _measure(image_id: int, url: str, session: aiohttp.ClientSession, limits: imaging.FetchLimits) -> Outcome:
+async def _measure(image_id: int, url: str, fetcher: imaging.ImageFetcher) -> Outcome:
     try:
-        width, height = await imaging.fetch_image_size(session, url, limits)
+        width, height = await fetcher.size(url)
     except imaging.ImageError as exc:
         return Outcome(image_id, error=str(exc))
     except Exception as exc:  # a bug must fail one image, not leave it pending forever
@@ -111,6 +111,7 @@ async def _measure_all(
     image, and batches rather than single outcomes across threads: each costs the worker less CPU.
     """
     loop = asyncio.get_running_loop()
+    fetcher = imaging.ImageFetcher(session, limits)
     waiting = iter(images)
     batch: list[Outcome] = []
     in_gpu: set[asyncio.TimerHandle] = set()
@@ -136,7 +137,7 @@ async def _measure_all(
 
     async def fetch_in_turn() -> None:
         for image_id, url in waiting:
-            outcome = await _measure(image_id, url, session, limits)
+            outcome = await _measure(image_id, url, fetcher)
             if outcome.error or not any(gpu_delay):
                 finish(outcome)
             else:

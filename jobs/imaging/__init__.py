@@ -2,10 +2,10 @@
 
 from jobs.imaging.fetch import (
     FetchLimits,
+    ImageFetcher,
     PublicAddressResolver,
     TransientError,
     check_url,
-    fetch_image_size,
     is_public_address,
     open_session,
 )
@@ -16,10 +16,10 @@ __all__ = [
     "FetchLimits",
     "HeaderReader",
     "ImageError",
+    "ImageFetcher",
     "PublicAddressResolver",
     "TransientError",
     "check_url",
-    "fetch_image_size",
     "is_public_address",
     "open_session",
 ]

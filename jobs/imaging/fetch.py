@@ -31,6 +31,7 @@ REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 TRANSIENT_STATUSES = {429, 502, 503, 504}
 RETRIES = 2  # after the first attempt, for transient failures only
 MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is capped, the per-image deadline still rules
+DEADLINE_SWEEP = 0.1  # seconds: the most a fetch runs past its deadline before it is cancelled
 
 
 class TransientError(ImageError):
@@ -187,18 +188,55 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
     raise ImageError(f"too many redirects (more than {limits.max_redirects})")
 
 
-async def fetch_image_size(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
-    """Download one image (retrying transient failures) and return its (width, height)."""
-    try:
-        async with asyncio.timeout(limits.total_timeout):
-            for attempt in itertools.count():
-                try:
-                    return await _get_once(session, url, limits)
-                except TransientError as exc:
-                    if attempt == RETRIES:
-                        raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
-                    # Exponential backoff with full jitter, unless the server said how long.
-                    backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
-                    await asyncio.sleep(backoff)
-    except TimeoutError:
-        raise ImageError(f"timed out after {limits.total_timeout:g} s") from None
+async def _size_with_retries(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
+    for attempt in itertools.count():
+        try:
+            return await _get_once(session, url, limits)
+        except TransientError as exc:
+            if attempt == RETRIES:
+                raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
+            # Exponential backoff with full jitter, unless the server said how long.
+            backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
+            await asyncio.sleep(backoff)
+
+
+class ImageFetcher:
+    """Measures images over one session, many at once, each within `limits.total_timeout`.
+
+    The deadlines share one timer: a sweep every DEADLINE_SWEEP seconds, while fetches run, cancels
+    those past theirs. A timer per image (asyncio.timeout, or aiohttp's own) costs about a tenth of
+    a worker's CPU per image (docs/performance.md, "Tuning").
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, limits: FetchLimits):
+        self.session, self.limits = session, limits
+        self._deadlines: dict[asyncio.Task, float] = {}  # the task of each fetch, at most one each
+        self._overdue: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    async def size(self, url: str) -> tuple[int, int]:
+        """Download one image (retrying transient failures) and return its (width, height)."""
+        task = asyncio.current_task()
+        self._deadlines[task] = asyncio.get_running_loop().time() + self.limits.total_timeout
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._cancel_overdue())
+        try:
+            return await _size_with_retries(self.session, url, self.limits)
+        except asyncio.CancelledError:
+            # A cancel from elsewhere too (its caller stopping) stays a cancel.
+            if task not in self._overdue or task.uncancel() > 0:
+                raise
+            raise ImageError(f"timed out after {self.limits.total_timeout:g} s") from None
+        finally:
+            del self._deadlines[task]
+            self._overdue.discard(task)
+
+    async def _cancel_overdue(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._deadlines:
+            await asyncio.sleep(DEADLINE_SWEEP)
+            now = loop.time()
+            for task, deadline in self._deadlines.items():
+                if deadline <= now and task not in self._overdue:
+                    self._overdue.add(task)
+                    task.cancel()

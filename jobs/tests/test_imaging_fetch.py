@@ -18,9 +18,9 @@ from jobs.imaging import (
     MEASURED_FORMATS,
     FetchLimits,
     ImageError,
+    ImageFetcher,
     PublicAddressResolver,
     check_url,
-    fetch_image_size,
     is_public_address,
     open_session,
 )
@@ -46,7 +46,7 @@ def fetch(url: str, **overrides) -> tuple[int, int]:
 
     async def run() -> tuple[int, int]:
         async with open_session(fetch_limits, connections=4) as session:
-            return await fetch_image_size(session, url, fetch_limits)
+            return await ImageFetcher(session, fetch_limits).size(url)
 
     return asyncio.run(run())
 
@@ -182,9 +182,73 @@ def test_connect_timeout(unanswered_port):
 
 def test_total_timeout(image_server):
     key = uuid.uuid4().hex
+    started = time.monotonic()
     message = fetch_error(image_server.url(f"/held/{key}"), total_timeout=0.5)
     image_server.release(key)
     assert message == "timed out after 0.5 s"  # the image is held for 30 s: only the deadline ends the wait
+    assert time.monotonic() - started < 0.5 + fetch_module.DEADLINE_SWEEP + 2  # a margin for a busy machine
+
+
+def test_a_timed_out_fetch_leaves_its_task_free_for_the_next_images(image_server, unanswered_port):
+    key, fetch_limits = uuid.uuid4().hex, limits(total_timeout=0.6, connect_timeout=0.2)
+
+    async def run() -> list:
+        async with open_session(fetch_limits, connections=4) as session:
+            fetcher = ImageFetcher(session, fetch_limits)
+            results = []
+            for url in (
+                image_server.url(f"/held/{key}"),
+                f"http://127.0.0.1:{unanswered_port}/img/10x10.jpg",
+                image_server.url("/img/30x20.png"),
+            ):
+                try:
+                    results.append(await fetcher.size(url))
+                except ImageError as exc:
+                    results.append(str(exc))
+            return results
+
+    # A deadline cancels the fetch, not the task: its next fetches run, and their own timeouts
+    # (the connect timeout is asyncio's, cancelling the task too) are told apart.
+    assert asyncio.run(run()) == ["timed out after 0.6 s", "connect timed out after 0.2 s", (30, 20)]
+    image_server.release(key)
+
+
+def test_fetches_at_once_each_keep_their_own_deadline(image_server):
+    key, fetch_limits = uuid.uuid4().hex, limits(total_timeout=0.5)
+
+    async def run() -> list:
+        async with open_session(fetch_limits, connections=4) as session:
+            fetcher = ImageFetcher(session, fetch_limits)
+
+            async def later(url: str, after: float):
+                await asyncio.sleep(after)
+                return await fetcher.size(url)
+
+            return await asyncio.gather(
+                fetcher.size(image_server.url(f"/held/{key}")),
+                later(image_server.url(f"/held/{key}?wait=0.3"), 0.4),  # done 0.7 s in: 0.3 s into its own
+                return_exceptions=True,
+            )
+
+    held, later_one = asyncio.run(run())
+    image_server.release(key)
+    assert str(held) == "timed out after 0.5 s"
+    assert later_one == (64, 48)
+
+
+def test_a_fetch_cancelled_by_its_caller_is_not_a_timeout(image_server):
+    key, fetch_limits = uuid.uuid4().hex, limits(total_timeout=5)
+
+    async def run() -> None:
+        async with open_session(fetch_limits, connections=4) as session:
+            fetch = asyncio.create_task(ImageFetcher(session, fetch_limits).size(image_server.url(f"/held/{key}")))
+            await asyncio.sleep(0.2)
+            fetch.cancel()
+            await fetch
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run())
+    image_server.release(key)
 
 
 @pytest.mark.parametrize(
