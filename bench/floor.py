@@ -3,9 +3,10 @@
 Each design downloads every image with aiohttp, reads its size and waits the simulated GPU delay,
 in one process per core, with no database, queue or web server. The size is read with Pillow from
 the whole body, or from the bytes as they arrive with the service's own header reader
-(jobs.imaging.headers), whichever is cheaper. `fastest` runs every design once, then the fastest
-three more times, and keeps the median of those three: the floor is the best bare client for the
-load, measured in the same run as the service.
+(jobs.imaging.headers), whichever is cheaper. Like the service's workers, each process keeps its
+socket read buffers allocated (jobs.imaging.keep_read_buffers), and no design sets a timeout.
+`fastest` runs every design once, then the fastest three more times, and keeps the median of those
+three: the floor is the best bare client for the load, measured in the same run as the service.
 """
 
 import asyncio
@@ -24,6 +25,7 @@ import aiohttp
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, for its header reader
+from jobs.imaging.fetch import keep_read_buffers
 from jobs.imaging.headers import MEASURED_FORMATS, HeaderReader
 
 CORES = os.cpu_count() or 2
@@ -102,6 +104,7 @@ CANDIDATES = (
 
 
 def _run(design: str, urls: list[str], in_flight: int, delay: tuple[float, float], cpu_seconds) -> None:
+    keep_read_buffers()  # the service's own allocator setting: without it every image faults its pages in
     asyncio.run(DESIGNS[design](urls, in_flight, delay))
     cpu_seconds.send(time.process_time())
 

@@ -47,6 +47,7 @@ def main() -> None:
     from jobs.models import Job
 
     host, n, delay = ImageHost(workdir), args.images, parse_delay(args.delay)
+    imaging.keep_read_buffers()  # as the worker's fetch loop does, for the bare client too
     try:
         urls = [ImageHost.url(f"bare-{i}") for i in range(n)]
         started = time.process_time()

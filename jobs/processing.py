@@ -45,6 +45,7 @@ class _FetchLoop:
     """An event loop in a daemon thread, with one aiohttp session."""
 
     def __init__(self, limits: imaging.FetchLimits, connections: int):
+        imaging.keep_read_buffers()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="image-fetcher", daemon=True).start()
         self.session = self.run(self._open_session(limits, connections)).result()

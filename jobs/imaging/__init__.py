@@ -7,6 +7,7 @@ from jobs.imaging.fetch import (
     TransientError,
     check_url,
     is_public_address,
+    keep_read_buffers,
     open_session,
 )
 from jobs.imaging.headers import MEASURED_FORMATS, HeaderReader, ImageError
@@ -21,5 +22,6 @@ __all__ = [
     "TransientError",
     "check_url",
     "is_public_address",
+    "keep_read_buffers",
     "open_session",
 ]
