@@ -74,17 +74,6 @@ def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
     return _fetch_loops[key]
 
 
-async def _measure(image_id: int, url: str, fetcher: imaging.ImageFetcher) -> Outcome:
-    try:
-        width, height = await fetcher.size(url)
-    except imaging.ImageError as exc:
-        return Outcome(image_id, error=str(exc))
-    except Exception as exc:  # a bug must fail one image, not leave it pending forever
-        log.exception("unexpected error measuring %s", url)
-        return Outcome(image_id, error=f"internal error: {exc!r}")
-    return Outcome(image_id, width, height)
-
-
 async def _measure_all(
     images: list[tuple[int, str]],
     report: "queue.SimpleQueue[list[Outcome] | object]",
@@ -113,6 +102,7 @@ async def _measure_all(
     """
     loop = asyncio.get_running_loop()
     fetcher = imaging.ImageFetcher(session, limits)
+    delayed = any(gpu_delay)
     waiting = iter(images)
     batch: list[Outcome] = []
     in_gpu: set[asyncio.TimerHandle] = set()
@@ -138,11 +128,19 @@ async def _measure_all(
 
     async def fetch_in_turn() -> None:
         for image_id, url in waiting:
-            outcome = await _measure(image_id, url, fetcher)
-            if outcome.error or not any(gpu_delay):
-                finish(outcome)
+            try:
+                width, height = await fetcher.size(url)
+            except imaging.ImageError as exc:
+                finish(Outcome(image_id, error=str(exc)))
+                continue
+            except Exception as exc:  # a bug must fail one image, not leave it pending forever
+                log.exception("unexpected error measuring %s", url)
+                finish(Outcome(image_id, error=f"internal error: {exc!r}"))
+                continue
+            if delayed:
+                simulate_gpu_work(Outcome(image_id, width, height))
             else:
-                simulate_gpu_work(outcome)
+                finish(Outcome(image_id, width, height))
 
     async def hand_over_regularly() -> None:
         while True:

@@ -158,24 +158,6 @@ def _check_host(host: str) -> None:
         raise ImageError(f"refused: {host} is not a public address")
 
 
-async def _read_size(response: aiohttp.ClientResponse, limits: FetchLimits) -> tuple[int, int]:
-    """Download the whole body, counting it against the size cap, and read the size on the way:
-    the header reader keeps only the few bytes the size needs, not the image."""
-    declared = response.content_length
-    if declared is not None and declared > limits.max_bytes:
-        raise ImageError(f"too large: {declared:,} bytes (limit {limits.max_bytes:,})")
-    reader, received = HeaderReader(limits.formats, limits.max_pixels), 0
-    try:
-        async for piece in response.content.iter_any():
-            received += len(piece)
-            if received > limits.max_bytes:
-                raise ImageError(f"too large: more than {limits.max_bytes:,} bytes (limit {limits.max_bytes:,})")
-            reader.feed(piece)
-    except aiohttp.ClientPayloadError as exc:
-        raise ImageError(f"truncated download ({received:,} of {declared or '?'} bytes)") from exc
-    return reader.close()
-
-
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("Retry-After", "")
     return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else None
@@ -192,7 +174,24 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
                     raise TransientError(f"HTTP {response.status}", _retry_after(response))
                 if response.status >= 400:
                     raise ImageError(f"HTTP {response.status}")
-                return await _read_size(response, limits)
+                # The body, counted against the size cap, read here rather than in a coroutine of
+                # its own: each level of coroutines costs CPU on every piece that arrives. The
+                # header reader keeps only the few bytes the size needs, not the image.
+                declared = response.content_length
+                if declared is not None and declared > limits.max_bytes:
+                    raise ImageError(f"too large: {declared:,} bytes (limit {limits.max_bytes:,})")
+                reader, received = HeaderReader(limits.formats, limits.max_pixels), 0
+                try:
+                    async for piece in response.content.iter_any():
+                        received += len(piece)
+                        if received > limits.max_bytes:
+                            raise ImageError(
+                                f"too large: more than {limits.max_bytes:,} bytes (limit {limits.max_bytes:,})"
+                            )
+                        reader.feed(piece)
+                except aiohttp.ClientPayloadError as exc:
+                    raise ImageError(f"truncated download ({received:,} of {declared or '?'} bytes)") from exc
+                return reader.close()
         except aiohttp.ConnectionTimeoutError:
             raise ImageError(f"connect timed out after {limits.connect_timeout:g} s") from None
         except aiohttp.ClientConnectorDNSError:
@@ -207,18 +206,6 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
         except aiohttp.InvalidURL as exc:
             raise ImageError(f"invalid URL ({exc})") from None
     raise ImageError(f"too many redirects (more than {limits.max_redirects})")
-
-
-async def _size_with_retries(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
-    for attempt in itertools.count():
-        try:
-            return await _get_once(session, url, limits)
-        except TransientError as exc:
-            if attempt == RETRIES:
-                raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
-            # Exponential backoff with full jitter, unless the server said how long.
-            backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
-            await asyncio.sleep(backoff)
 
 
 class ImageFetcher:
@@ -242,7 +229,15 @@ class ImageFetcher:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._cancel_overdue())
         try:
-            return await _size_with_retries(self.session, url, self.limits)
+            for attempt in itertools.count():
+                try:
+                    return await _get_once(self.session, url, self.limits)
+                except TransientError as exc:
+                    if attempt == RETRIES:
+                        raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
+                    # Exponential backoff with full jitter, unless the server said how long.
+                    backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
+                    await asyncio.sleep(backoff)
         except asyncio.CancelledError:
             # A cancel from elsewhere too (its caller stopping) stays a cancel.
             if task not in self._overdue or task.uncancel() > 0:
