@@ -240,7 +240,7 @@ RETAILPULSE = {
     # than this (services.chunks.chunk_sizes). Bigger chunks idle a worker less: a chunk ends by
     # waiting out its last images' simulated GPU delay (up to 0.4 s) with nothing left to fetch. A new
     # job does not wait for them to end (services.chunks._make_way).
-    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 10_000),
+    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 25_000),
     # Images downloaded at once by one worker process (the simulated GPU work of measured images waits
     # beside them, holding no slot): a few dozen keep a core busy; more cost CPU per image.
     "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 32),
