@@ -84,6 +84,7 @@ async def _measure_all(
     gpu_delay: tuple[float, float],
     deadline: float,
     stop_fetching: asyncio.Event,
+    fetched: threading.Event,
 ) -> None:
     """Measure the images in two stages and put their outcomes on `report` in batches, at least one
     every FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image
@@ -96,6 +97,7 @@ async def _measure_all(
 
     `stop_fetching` cancels the fetches in flight (those images stay pending) and starts no more;
     the images already downloaded still finish their GPU work, at most the delay's upper bound.
+    `fetched` is set when nothing is left but images in their GPU stage.
 
     A fixed pool of fetching coroutines taking the next image in turn, timers rather than a task per
     image, and batches rather than single outcomes across threads: each costs the worker less CPU.
@@ -155,6 +157,8 @@ async def _measure_all(
             await asyncio.wait([fetching, stopped], return_when=asyncio.FIRST_COMPLETED)
             fetching.cancel()  # a no-op unless stopped first
             if in_gpu:
+                fetched.set()
+                hand_over()  # the caller learns at once that only the GPU stage is left
                 await gpu_drained.wait()
     except TimeoutError:
         pass  # what did not finish stays pending and goes back to the queue
@@ -176,6 +180,7 @@ def measure_images(
     gpu_delay: tuple[float, float],
     deadline: float,
     stop: threading.Event | None = None,
+    fetched: threading.Event | None = None,
 ) -> Iterator[list[Outcome]]:
     """Yield outcomes in batches as images finish (an empty one at least every FLUSH_EVERY), until
     all are done or `deadline` (monotonic).
@@ -185,6 +190,10 @@ def measure_images(
     downloaded finish their simulated GPU work, as real GPU work would, and come out in the last
     batches: thrown away, they would be fetched again. Closing the generator instead drops
     everything unfinished at once.
+
+    `fetched` is set, and a batch handed over, once no image is left to fetch and some are in their
+    simulated GPU work: the rest can be taken by another thread while this one starts the next
+    fetches.
     """
     report: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
     fetch = _fetch_loop(limits, in_flight)
@@ -199,6 +208,7 @@ def measure_images(
             gpu_delay=gpu_delay,
             deadline=deadline,
             stop_fetching=stop_fetching,
+            fetched=fetched or threading.Event(),
         )
     )
     try:

@@ -1,9 +1,9 @@
 """django-q2 entry points. Each runs in a qcluster worker process."""
 
-import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import connection
@@ -16,12 +16,18 @@ log = logging.getLogger(__name__)
 measuring = threading.Lock()
 
 
+# A chunk whose last images are in their simulated GPU work is ended by a thread of its own.
+IN_BACKGROUND = "fetched: its last images finish their GPU work in the background"
+
+
 def work_on_next_chunk() -> str:
     """Claim the next chunk, measure its pending images under the lease, end the claim.
 
     If more chunks wait once this one is claimed, another worker is woken at once rather than after
     the measuring: the task is then in the cluster's hands (the broker is polled) by the time this
-    worker is free again, so it goes on to the next chunk without a pause.
+    worker is free again, so it goes on to the next chunk without a pause. The worker is free as
+    soon as nothing is left to fetch: the images still in their GPU stage are written, and the
+    claim ended, by another thread.
     """
     if not measuring.acquire(blocking=False):  # the watchdog thread measures one: pass the wake-up on
         services.wake_workers()
@@ -35,9 +41,14 @@ def work_on_next_chunk() -> str:
         result = _measure_chunk(claim)
     finally:
         measuring.release()
-    if result != "done" and selectors.chunks_wait():  # it handed its chunk back: someone takes it on
-        services.wake_workers()
+    if result not in ("done", IN_BACKGROUND):
+        _wake_workers_if_chunks_wait()  # it handed its chunk back: someone takes it on
     return f"job {claim.chunk.job_id} chunk {claim.chunk.number}: {result}"
+
+
+def _wake_workers_if_chunks_wait() -> None:
+    if selectors.chunks_wait():
+        services.wake_workers()
 
 
 def _measure_chunk(claim: services.Claim) -> str:
@@ -47,7 +58,7 @@ def _measure_chunk(claim: services.Claim) -> str:
         return "gave up"
     images = list(selectors.chunk_pending_images(chunk))
     started = time.monotonic()
-    renew_at, held, stop = started + config["LEASE_RENEW"], True, threading.Event()
+    stop, fetched = threading.Event(), threading.Event()
     batches = processing.measure_images(
         images,
         limits=imaging.FetchLimits.from_settings(config),
@@ -55,26 +66,70 @@ def _measure_chunk(claim: services.Claim) -> str:
         gpu_delay=config["GPU_DELAY"],
         deadline=started + config["CHUNK_DEADLINE"],
         stop=stop,
+        fetched=fetched,
     )
+    renew_at = started + config["LEASE_RENEW"]
+    result = _write_outcomes(claim, batches, started, renew_at=renew_at, stop=stop, fetched=fetched)
+    if result is None:
+        # Not a daemon: a worker process that stops (SIGTERM, recycling) waits for it to end the claim.
+        threading.Thread(target=_write_the_rest, args=(claim, batches, started), name="gpu-stage-writer").start()
+        return IN_BACKGROUND
+    return result
+
+
+def _write_outcomes(
+    claim: services.Claim,
+    batches: Iterator[list[processing.Outcome]],
+    started: float,
+    *,
+    renew_at: float,
+    stop: threading.Event | None = None,
+    fetched: threading.Event | None = None,
+) -> str | None:
+    """Write the batches as they come, renewing the lease, then end the claim; how it ended.
+
+    None once `fetched` is set: the rest of the batches (the GPU stage's) are left to the caller.
+    """
+    config, chunk = settings.RETAILPULSE, claim.chunk
+    held, handed_on = True, False
     try:
-        with contextlib.closing(batches):
-            for outcomes in batches:  # written while the next images are fetched
-                if outcomes:
-                    services.record_outcomes(chunk.job_id, outcomes)
-                if time.monotonic() >= renew_at:
-                    held, renew_at = services.renew_lease(claim), time.monotonic() + config["LEASE_RENEW"]
-                if not held:
-                    break  # another worker holds the chunk: what is unfinished is its to measure
-                if selectors.chunk_must_make_way(chunk.pk):
-                    stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
+        for outcomes in batches:  # written while the next images are fetched
+            if outcomes:
+                services.record_outcomes(chunk.job_id, outcomes)
+            if time.monotonic() >= renew_at:
+                held, renew_at = services.renew_lease(claim), time.monotonic() + config["LEASE_RENEW"]
+            if not held:
+                break  # another worker holds the chunk: what is unfinished is its to measure
+            if fetched is not None and fetched.is_set():
+                handed_on = True
+                return None
+            if stop is not None and selectors.chunk_must_make_way(chunk.pk):
+                stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
     except Exception as exc:
         # Not swallowed: logged with its traceback, and counted on the chunk, which backs off.
+        batches.close()
         log.exception("chunk %s of job %s failed", chunk.number, chunk.job_id)
         connection.close_if_unusable_or_obsolete()  # a cut connection reconnects for the record
         return services.record_chunk_error(claim, f"{type(exc).__name__}: {exc}")
+    finally:
+        if not handed_on:
+            batches.close()  # after a lost lease or an error: drops what is unfinished at once
     if not held:
         return "lost its lease: another worker took the chunk over"
     return services.end_claim(claim, fetch_seconds=time.monotonic() - started)
+
+
+def _write_the_rest(claim: services.Claim, batches: Iterator[list[processing.Outcome]], started: float) -> None:
+    """In a thread of its own: the images of a chunk in their GPU stage, then the end of the claim."""
+    try:
+        result = _write_outcomes(claim, batches, started, renew_at=time.monotonic())
+        log.info("job %s chunk %s: %s", claim.chunk.job_id, claim.chunk.number, result)
+        if result != "done":
+            _wake_workers_if_chunks_wait()
+    except Exception:  # the database is gone too: the lease runs out, and the chunk is measured again
+        log.exception("chunk %s of job %s: its last images were not written", claim.chunk.number, claim.chunk.job_id)
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attempt: int) -> str:

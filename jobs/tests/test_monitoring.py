@@ -161,16 +161,15 @@ def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
     assert values[("retailpulse_chunk_fetch_seconds_sum", ())] == pytest.approx(5.0)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the chunk is ended by the task's GPU-stage thread
 def test_a_chunk_records_the_time_it_took_to_fetch(client, settings, image_server):
     settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": True, "GPU_DELAY": (0.2, 0.2)}
     Store.objects.create(store_id="S1", name="One", area_code="1")
     job = services.create_job([services.VisitInput("S1", [image_server.url("/img/4x4.png")], timezone.now())])
-    chunk = Chunk.objects.get(job=job)
 
     tasks.work_on_next_chunk()
 
-    chunk.refresh_from_db()
+    chunk = wait_until(lambda: Chunk.objects.filter(job=job, state=Chunk.State.DONE).first(), what="the chunk's end")
     assert 0.2 <= chunk.fetch_seconds < 5
     values = metrics(client)
     assert values[("retailpulse_chunk_fetch_seconds_count", ())] == 1

@@ -203,8 +203,10 @@ def test_two_clusters_share_a_job_and_process_each_image_once(client, stores, im
 def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, start_cluster, settings):
     """A SIGTERM (deploys, scale-down) lets the chunks in hand finish; a new cluster does the rest."""
     settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
-    first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4")
-    urls = [image_server.url(f"/img/{n}x2.png") for n in range(1, 81)]
+    # One fetch at a time, so chunks still wait when the SIGTERM comes: a worker takes the next
+    # chunk as soon as it has fetched one, its last images finishing their GPU stage meanwhile.
+    first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4", RETAILPULSE_IN_FLIGHT="1")
+    urls = [image_server.url(f"/img/{n}x2.png") for n in range(1, 401)]
     job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
     wait_for_first_image(job_id)
 
@@ -214,7 +216,7 @@ def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, sta
     start_cluster(RETAILPULSE_WORKERS="2")
 
     assert wait_for_job(client, job_id, timeout=60) == {"status": "completed", "job_id": job_id}
-    assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 81))
+    assert sorted(ImageResult.objects.filter(job_id=job_id).values_list("width", flat=True)) == list(range(1, 401))
     assert max(Chunk.objects.filter(job_id=job_id).values_list("expired_leases", flat=True)) == 0  # none ran out
 
 
@@ -229,3 +231,25 @@ def test_the_tasks_load_no_api_code():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "retailpulse.settings_test"}
     result = subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_a_worker_takes_the_next_chunk_while_the_last_images_finish_their_gpu_work(
+    client, stores, image_server, in_process
+):
+    in_process["GPU_DELAY"] = (2.0, 2.0)
+    first = submit(client, [visit("S1", image_server.url("/img/4x4.png"))]).json()["job_id"]
+    second = submit(client, [visit("S2", image_server.url("/img/6x4.png"))]).json()["job_id"]
+
+    started = time.monotonic()
+    assert tasks.work_on_next_chunk() == f"job {first} chunk 0: {tasks.IN_BACKGROUND}"
+    # Fetched, not yet through its GPU stage: still pending, and the chunk still held.
+    assert ImageResult.objects.get(job_id=first).status == "pending"
+    assert Chunk.objects.get(job_id=first).claim != ""
+    assert tasks.work_on_next_chunk() == f"job {second} chunk 0: {tasks.IN_BACKGROUND}"
+    assert time.monotonic() - started < 2.0  # the second fetched within the first one's GPU stage
+
+    for job_id, size in ((first, (4, 4)), (second, (6, 4))):
+        assert wait_for_job(client, job_id)["status"] == "completed"
+        image = ImageResult.objects.get(job_id=job_id)
+        assert (image.status, image.width, image.height) == ("done", *size)
+        assert Chunk.objects.filter(job_id=job_id, state="done", claim="").count() == 1
