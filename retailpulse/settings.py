@@ -237,9 +237,8 @@ RETAILPULSE = {
     # submit that would pass it gets a 429. 0: no quota.
     "CLIENT_MAX_PENDING_IMAGES": env_int("RETAILPULSE_CLIENT_MAX_PENDING_IMAGES", 0),
     # The most images of one chunk: a job is cut into a multiple of WORKERS equal chunks no bigger
-    # than this (services.chunks.chunk_sizes). Bigger chunks idle a worker less: a chunk ends by
-    # waiting out its last images' simulated GPU delay (up to 0.4 s) with nothing left to fetch. A new
-    # job does not wait for them to end (services.chunks._make_way).
+    # than this (services.chunks.chunk_sizes). Bigger chunks pay fewer claims and fewer fetch tails;
+    # a new job does not wait for them to end (services.chunks._make_way).
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 25_000),
     # Images downloaded at once by one worker process (the simulated GPU work of measured images waits
     # beside them, holding no slot): a few dozen keep a core busy; more cost CPU per image.
