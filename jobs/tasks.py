@@ -91,7 +91,7 @@ def _write_outcomes(
     None once `fetched` is set: the rest of the batches (the GPU stage's) are left to the caller.
     """
     config, chunk = settings.RETAILPULSE, claim.chunk
-    held, handed_on = True, False
+    held = True
     try:
         for outcomes in batches:  # written while the next images are fetched
             if outcomes:
@@ -101,8 +101,7 @@ def _write_outcomes(
             if not held:
                 break  # another worker holds the chunk: what is unfinished is its to measure
             if fetched is not None and fetched.is_set():
-                handed_on = True
-                return None
+                return None  # the batches go on, in the caller's hands
             if stop is not None and selectors.chunk_must_make_way(chunk.pk):
                 stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
     except Exception as exc:
@@ -111,9 +110,7 @@ def _write_outcomes(
         log.exception("chunk %s of job %s failed", chunk.number, chunk.job_id)
         connection.close_if_unusable_or_obsolete()  # a cut connection reconnects for the record
         return services.record_chunk_error(claim, f"{type(exc).__name__}: {exc}")
-    finally:
-        if not handed_on:
-            batches.close()  # after a lost lease or an error: drops what is unfinished at once
+    batches.close()  # after a lost lease, drops what is unfinished at once (else a no-op)
     if not held:
         return "lost its lease: another worker took the chunk over"
     return services.end_claim(claim, fetch_seconds=time.monotonic() - started)

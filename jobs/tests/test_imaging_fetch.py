@@ -507,7 +507,6 @@ thread.join()
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
 def test_read_buffers_are_kept_for_the_next_reads():
     def faults_per_round(mode: str) -> float:
         run = subprocess.run(
