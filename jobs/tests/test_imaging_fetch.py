@@ -10,13 +10,12 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from yarl import URL
 
-from conftest import ImageServer
+from conftest import BASE_DIR, ImageServer
 from jobs.imaging import (
     MEASURED_FORMATS,
     FetchLimits,
@@ -28,8 +27,6 @@ from jobs.imaging import (
     open_session,
 )
 from jobs.imaging import fetch as fetch_module
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def limits(**overrides) -> FetchLimits:
@@ -510,7 +507,7 @@ thread.join()
 def test_read_buffers_are_kept_for_the_next_reads():
     def faults_per_round(mode: str) -> float:
         run = subprocess.run(
-            [sys.executable, "-c", READ_BUFFER_CHURN, mode], capture_output=True, text=True, check=True, cwd=ROOT
+            [sys.executable, "-c", READ_BUFFER_CHURN, mode], capture_output=True, text=True, check=True, cwd=BASE_DIR
         )
         return float(run.stdout)
 
