@@ -128,7 +128,7 @@ class JobStatusView(APIView):
     )
     def get(self, request):
         job_id = parse_job_id(request.query_params.get("jobid"), "jobid")
-        job = selectors.visible_job(selectors.api_client(request.user), job_id)
+        job = selectors.visible_job(selectors.api_client(request.user), job_id, *selectors.STATUS_FIELDS)
         if job is None:
             return Response({}, status=status.HTTP_400_BAD_REQUEST)  # the contract's answer, to the letter
         return Response(selectors.status_body(job))
@@ -214,7 +214,7 @@ class JobImagesView(api.JSONErrorsAndMetadata, generics.ListAPIView):
     def filters(self) -> dict:
         """The job's and the query's checks (the page size too, unused by the CSV export), then the filters."""
         job_id = self.kwargs["job_id"]
-        if selectors.visible_job(selectors.api_client(self.request.user), job_id) is None:
+        if selectors.visible_job(selectors.api_client(self.request.user), job_id, "pk") is None:
             raise NotFound(f"job {job_id} not found")
         query = ImagesQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
