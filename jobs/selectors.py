@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -90,6 +91,13 @@ def claimable_chunks(now: datetime) -> QuerySet:
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
     )
+
+
+def held_chunks(now: datetime) -> list[tuple[int, int]]:
+    """(job id, client id) of each chunk held now (its lease runs): a few, one per busy worker. The
+    anonymous client's NULL is 0, one client like any other."""
+    held = Chunk.objects.filter(state=Chunk.State.PENDING, leased_until__gt=now).order_by()
+    return list(held.values_list("job_id", Coalesce("job__client_id", 0)))
 
 
 def chunk_queue(now: datetime) -> dict[str, int]:

@@ -10,12 +10,13 @@ the broker's redelivery, nor on its order, nor on its prefetch.
 import logging
 import math
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -118,22 +119,16 @@ def claim_chunk() -> Claim | None:
     made way for it: the big job then holds none either).
     """
     now = timezone.now()
-    held = Chunk.objects.filter(state=Chunk.State.PENDING, leased_until__gt=now).order_by()
-    held_in_job = held.filter(job=OuterRef("job")).values("job").annotate(held=Count("id")).values("held")
-    # The anonymous client (NULL) is one client too: compared as 0, since NULL never equals NULL.
-    held_by_client = (
-        held.annotate(owner=Coalesce("job__client_id", 0))
-        .filter(owner=OuterRef("owner"))
-        .values("owner")
-        .annotate(held=Count("id"))
-        .values("held")
-    )
     with transaction.atomic():
+        # The chunks held now are a few (one per busy worker): counted here once, then looked up per
+        # candidate, rather than counted again for every pending chunk (quadratic in a backlog).
+        held = selectors.held_chunks(now)
         chunk = (
             selectors.claimable_chunks(now)
             .annotate(owner=Coalesce("job__client_id", 0))
             .annotate(
-                held_by_client=Coalesce(Subquery(held_by_client), 0), held_in_job=Coalesce(Subquery(held_in_job), 0)
+                held_by_client=_count_of("owner", Counter(client for _job, client in held)),
+                held_in_job=_count_of("job_id", Counter(job for job, _client in held)),
             )
             .order_by("held_by_client", "held_in_job", F("job__started_at").asc(nulls_first=True), "job_id", "number")
             .select_for_update(skip_locked=True, of=("self",))
@@ -155,6 +150,13 @@ def claim_chunk() -> Claim | None:
         if Job.objects.filter(pk=chunk.job_id, started_at=None).update(started_at=now):
             events.info("job %s started", chunk.job_id, extra={"event": "job.started", "job_id": chunk.job_id})
     return Claim(chunk, chunk.claim)
+
+
+def _count_of(field: str, counts: Counter) -> Case | Value:
+    """An expression giving each row the count of its `field`'s value in `counts` (0 if absent)."""
+    if not counts:
+        return Value(0)
+    return Case(*(When(**{field: key}, then=Value(count)) for key, count in counts.items()), default=Value(0))
 
 
 def renew_lease(claim: Claim) -> bool:

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -89,6 +91,19 @@ def test_claims_share_the_workers_between_jobs_oldest_first():
     ]
     assert services.claim_chunk() is None  # every chunk is held
     assert Job.objects.get(pk=second.pk).started_at is not None
+
+
+def test_a_claim_counts_the_held_chunks_once_not_for_each_pending_chunk():
+    jobs = [make_job(12) for _ in range(3)]
+    claimed(2)  # two busy workers
+
+    with CaptureQueriesContext(connection) as queries:
+        claim = services.claim_chunk()
+    assert (claim.chunk.job_id, claim.chunk.number) == (jobs[2].pk, 0)  # the one job holding none
+    [ordered] = [q["sql"] for q in queries.captured_queries if "ORDER BY" in q["sql"] and "jobs_chunk" in q["sql"]]
+    # A count of held chunks per candidate row (a correlated subquery) makes a claim quadratic in
+    # the backlog: thousands of queued small jobs would take seconds a claim, under SQLite's lock.
+    assert ordered.count("SELECT") == 1
 
 
 @pytest.mark.parametrize("a_name", ["chain-a", None])  # None: the anonymous client, one client too
