@@ -150,7 +150,8 @@ def create_job(
             .values_list("id", flat=True)
         )
         add_chunks(job.pk, pending_ids)
-        finish_job_if_complete(job.pk)
+        if not pending_ids:  # every image failed at once (unknown stores), or there are none
+            finish_job_if_complete(job.pk)
     job.refresh_from_db()
     return job
 
