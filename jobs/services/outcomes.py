@@ -231,8 +231,8 @@ def finish_job_if_complete(job_id: int) -> None:
         return
     job = Job.objects.get(pk=job_id)
     if job.status == Job.Status.FAILED:  # a completed job has no errors to list
-        job.errors = selectors.store_errors(job_id)
-        job.save(update_fields=["errors"])
+        Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+        job.refresh_from_db(fields=["errors"])  # as the database returns them (jsonb orders keys), as status does
     events.info(
         "job %s finished: %s (%s done, %s failed of %s images)",
         job.pk,
