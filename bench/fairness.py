@@ -12,11 +12,9 @@ Prints a Markdown table.
 """
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench_service
-from service import PY, ROOT, ImageHost, Service
+from service import PY, ROOT, Service, image_host
 
 # Ports and a database of its own, so that it runs beside `make bench`.
 bench_service.WEB_PORT, bench_service.NGINX_PORT = 8421, 8422
@@ -88,24 +86,16 @@ def main() -> None:
     print(f"`.venv/bin/python bench/fairness.py {' '.join(sys.argv[1:])}`\n")
     print("| db | B's 5-image job, s: median (slowest) | A images/s (4 jobs) | B images/s (1 job) | B's share |")
     print("| --- | --- | --- | --- | --- |")
-    workdir = Path(tempfile.mkdtemp(prefix="rp-fairness-"))
-    host = ImageHost(workdir)
-    try:
+    with image_host("rp-fairness-") as workdir:
         for db in args.db:
-            service = Service(db, DELAY, workdir, {"RETAILPULSE_API_TOKENS": "1"})
-            try:
+            with Service(db, DELAY, workdir, {"RETAILPULSE_API_TOKENS": "1"}) as service:
                 result = run(service, args.runs)
-            finally:
-                service.stop()
             latencies = result["latencies"]
             print(
                 f"| {db} | {statistics.median(latencies):.2f} ({max(latencies):.2f}) | {result['a_rate']:.0f} "
                 f"| {result['b_rate']:.0f} | {result['b_share']:.0%} |",
                 flush=True,
             )
-    finally:
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

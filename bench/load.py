@@ -10,10 +10,8 @@ unfinished job.
 """
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service import STORES, ImageHost, Service, percentile
+from service import STORES, ImageHost, Service, image_host, percentile
 
 
 class Client(threading.Thread):
@@ -83,10 +81,7 @@ def main() -> int:
     parser.add_argument("--delay", default="0.1-0.4")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="rp-load-"))
-    host = ImageHost(workdir)
-    service = Service(args.db, args.delay, workdir, {})
-    try:
+    with image_host("rp-load-") as workdir, Service(args.db, args.delay, workdir, {}) as service:
         started = time.monotonic()
         clients = [Client(n, service.base, started + args.seconds) for n in range(args.clients)]
         for client in clients:
@@ -94,10 +89,6 @@ def main() -> int:
         for client in clients:
             client.join()
         elapsed = time.monotonic() - started
-    finally:
-        service.stop()
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     submits = [t for c in clients for t in c.submits]
     polls = [t for c in clients for t in c.polls]

@@ -13,20 +13,18 @@ Prints a Markdown table of medians (and the slowest run).
 
 import argparse
 import os
-import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service import QCLUSTER, ROOT, ImageHost, Service
+from service import QCLUSTER, ROOT, Service, image_host
 
 DELAY = "0.1-0.4"
 
@@ -124,24 +122,16 @@ def main() -> None:
     print(SECTION.format(command=" ".join(["bench/recovery.py", *sys.argv[1:]])))
     print("| db | runs | restart: s to progress | restart: s to the end | freeze: s to the end |")
     print("| --- | --- | --- | --- | --- |")
-    workdir = Path(tempfile.mkdtemp(prefix="rp-recovery-"))
-    host = ImageHost(workdir)
-    try:
+    with image_host("rp-recovery-") as workdir:
         for db in args.db:
-            service = Service(db, DELAY, workdir, {})
-            try:
+            with Service(db, DELAY, workdir, {}) as service:
                 restarts = [restart(service, f"restart-{n}") for n in range(args.runs)]
                 freezes = [freeze(service, f"freeze-{n}") for n in range(args.runs)]
-            finally:
-                service.stop()
             print(
                 f"| {db} | {args.runs} | {cell([r['progress'] for r in restarts])} "
                 f"| {cell([r['end'] for r in restarts])} | {cell([f['end'] for f in freezes])} |",
                 flush=True,
             )
-    finally:
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    setup_django_here("sqlite", Path(tempfile.mkdtemp(prefix="rp-status-")), DJANGO_ALLOWED_HOSTS="127.0.0.1")
+    setup_django_here("sqlite", Path(tempfile.mkdtemp(prefix="rp-requests-")), DJANGO_ALLOWED_HOSTS="127.0.0.1")
     from django.core.wsgi import get_wsgi_application
 
     from jobs import services

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import floor
@@ -183,6 +185,18 @@ def wait_for(check, timeout: float = 30) -> None:
     raise TimeoutError("service did not come up")
 
 
+@contextmanager
+def image_host(prefix: str) -> Iterator[Path]:
+    """A fresh work folder, with nginx serving the bench's photo from it, for the block; then neither."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    host = ImageHost(workdir)
+    try:
+        yield workdir
+    finally:
+        host.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- The service ------------------------------------------------------------------------------
 
 
@@ -267,6 +281,12 @@ class Service:
                 return status
             time.sleep(0.1)
         raise TimeoutError(f"job {job_id} did not finish")
+
+    def __enter__(self) -> "Service":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self._sampling = False
@@ -363,12 +383,9 @@ def main() -> None:
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
 
-    workdir = Path(tempfile.mkdtemp(prefix="rp-bench-"))
-    host = ImageHost(workdir)
-    try:
+    with image_host("rp-bench-") as workdir:
         for db, delay in itertools.product(args.db, args.delays):
-            service = Service(db, delay, workdir, extra_env)
-            try:
+            with Service(db, delay, workdir, extra_env) as service:
                 for size in args.sizes:
                     bare = floor.fastest(ImageHost.url, size, parse_delay(delay), log=print_to_stderr)
                     runs = args.runs if size <= 10_000 else 1
@@ -384,11 +401,6 @@ def main() -> None:
                         f"| {service.peak_memory['pss'] / 2**20:.0f} | {small_jobs_cell(small)} |",
                         flush=True,
                     )
-            finally:
-                service.stop()
-    finally:
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 HEADER = (

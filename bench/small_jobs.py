@@ -10,13 +10,9 @@ thousands of images.
 """
 
 import argparse
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-import requests
-from service import ImageHost, Service, run_once
+from service import Service, image_host, run_once
 
 IMAGES_PER_JOB = 5
 
@@ -26,20 +22,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[300, 1000])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="rp-small-jobs-"))
-    host = ImageHost(workdir)
-    service = Service(args.db, "0", workdir, {})
-    try:
+    with image_host("rp-small-jobs-") as workdir, Service(args.db, "0", workdir, {}) as service:
         run_once(service, 2000, "warm-up")
         for count in args.jobs:
             cpu = sum(service.cpu_seconds().values())
             started = time.perf_counter()
             ids = [service.submit(IMAGES_PER_JOB, f"small-{count}-{n}")[0] for n in range(count)]
             submitted = time.perf_counter() - started
-            with requests.Session() as session:
-                for job_id in ids:
-                    while session.get(f"{service.base}/api/status?jobid={job_id}").json()["status"] == "ongoing":
-                        time.sleep(0.05)
+            for job_id in ids:
+                assert service.wait(job_id) == "completed", job_id
             elapsed = time.perf_counter() - started
             cpu = sum(service.cpu_seconds().values()) - cpu
             print(
@@ -47,10 +38,6 @@ def main() -> None:
                 f"{elapsed:.1f} s: {count / elapsed:.1f} jobs/s, {count * IMAGES_PER_JOB / elapsed:.0f} images/s, "
                 f"{cpu / count * 1e3:.1f} ms of the service's CPU per job"
             )
-    finally:
-        service.stop()
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

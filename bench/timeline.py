@@ -14,19 +14,16 @@ than images/s on a shared machine: compare it before and after a change.
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import django
 import floor
 import psutil
-from service import ROOT, ImageHost, Service, parse_delay, print_to_stderr, process_tree
+from service import ROOT, ImageHost, Service, image_host, parse_delay, print_to_stderr, process_tree
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -93,10 +90,8 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="rp-timeline-"))
-    host = ImageHost(workdir)
-    service = Service(args.db, args.delay, workdir, dict(item.split("=", 1) for item in args.env))
-    try:
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    with image_host("rp-timeline-") as workdir, Service(args.db, args.delay, workdir, extra_env) as service:
         # This process reads the task table through the ORM, with the service's settings.
         sys.path.insert(0, str(ROOT))
         os.environ.update({k: v for k, v in service.env.items() if k.startswith(("DATABASE", "DJANGO"))})
@@ -122,10 +117,6 @@ def main() -> None:
             time.sleep(1)  # the monitor saves the last task's result
             for name, queued, done in chunk_times(job_id):
                 print(f"  {name:40} queued {queued - started:6.2f}  done {done - started:6.2f}")
-    finally:
-        service.stop()
-        host.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
