@@ -255,14 +255,21 @@ class Service:
             time.sleep(0.5)
 
     def cpu_seconds(self) -> dict[tuple[int, str], float]:
-        """CPU time so far of each of the service's processes, by (pid, name)."""
+        """CPU time so far of each of the service's processes, by (pid, name). A process with threads
+        is split into its main thread (a worker's claims and writes) and the rest (its image fetcher,
+        and threads that ended)."""
         seconds = {}
         for process in self.processes():
             try:
-                times = process.cpu_times()
-                seconds[process.pid, " ".join(process.cmdline())[:60]] = times.user + times.system
+                times, name = process.cpu_times(), " ".join(process.cmdline())[:60].rstrip()
+                threads = {thread.id: thread.user_time + thread.system_time for thread in process.threads()}
             except psutil.Error:
                 continue
+            if len(threads) == 1:
+                seconds[process.pid, name] = times.user + times.system
+            else:
+                seconds[process.pid, f"{name}: main thread"] = threads[process.pid]
+                seconds[process.pid, f"{name}: other threads"] = times.user + times.system - threads[process.pid]
         return seconds
 
     def submit(self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None) -> tuple[int, float]:

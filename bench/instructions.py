@@ -1,0 +1,88 @@
+"""Instructions per image (valgrind's callgrind) of the bare client and of the service's fetching.
+
+    .venv/bin/python bench/instructions.py [--images 2000] [--runs 2]
+
+CPU seconds on a shared machine vary by a fifth from one run to the next; the instructions a process
+executes vary by a percent or so, so a change to the fetching can be weighed against the bare
+client here when timing it cannot tell. Each count is one process (Django set up, as in a worker)
+running the pipelined bare client with the header reader (bench/floor.py) or jobs.processing's
+fetching alone (no database), 32 in flight, delay off, after 200 images that open its connections;
+user space only (the kernel's share, the sockets, is the same for both). About 40 s per count.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from service import ImageHost, image_host, setup_django_here
+
+IN_FLIGHT, WARM_UP = 32, 200
+MEASURED = ("bare client", "service's fetching")
+
+
+def count_in_valgrind(measured: str, images: int) -> int:
+    """The instructions of `measured` over `images` images, in a new process under callgrind."""
+    with tempfile.TemporaryDirectory(prefix="rp-callgrind-") as folder:
+        command = [
+            *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={folder}/out"),
+            *(sys.executable, __file__, "--measure", measured, "--images", str(images)),
+        ]
+        run = subprocess.run(command, capture_output=True, text=True, check=True)
+    return int(re.search(r"Collected : (\d+)", run.stderr)[1])
+
+
+def set_counting(on: bool) -> None:
+    subprocess.run(["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())], check=True)
+
+
+def measure(measured: str, images: int) -> None:
+    """Runs under valgrind: warms up, then counts `images` images of `measured`."""
+    setup_django_here("sqlite", Path(tempfile.mkdtemp(prefix="rp-callgrind-db-")))
+    import floor
+    from django.conf import settings
+
+    from jobs import imaging, processing
+
+    imaging.keep_read_buffers()
+    limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
+
+    def run(prefix: str, n: int) -> None:
+        urls = [ImageHost.url(f"{prefix}-{i}") for i in range(n)]
+        if measured == "bare client":
+            asyncio.run(floor.pipelined_as_it_arrives(urls, IN_FLIGHT, (0, 0)))
+        else:
+            batches = processing.measure_images(
+                list(enumerate(urls)), limits=limits, in_flight=IN_FLIGHT, gpu_delay=(0, 0), deadline=time.monotonic() + 600
+            )
+            assert sum(len(batch) for batch in batches) == n
+
+    run(f"warm-{os.getpid()}", WARM_UP)
+    set_counting(True)
+    run(f"counted-{os.getpid()}", images)
+    set_counting(False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--measure", choices=MEASURED, help=argparse.SUPPRESS)  # the process under valgrind
+    args = parser.parse_args()
+    if args.measure:
+        measure(args.measure, args.images)
+        return
+    with image_host("rp-instructions-"):
+        for _ in range(args.runs):
+            for measured in MEASURED:
+                per_image = count_in_valgrind(measured, args.images) / args.images
+                print(f"{measured}: {per_image / 1e3:,.1f} thousand instructions per image", flush=True)
+
+
+if __name__ == "__main__":
+    main()
