@@ -58,7 +58,11 @@ def measure(measured: str, images: int) -> None:
             asyncio.run(floor.pipelined_as_it_arrives(urls, IN_FLIGHT, (0, 0)))
         else:
             batches = processing.measure_images(
-                list(enumerate(urls)), limits=limits, in_flight=IN_FLIGHT, gpu_delay=(0, 0), deadline=time.monotonic() + 600
+                list(enumerate(urls)),
+                limits=limits,
+                in_flight=IN_FLIGHT,
+                gpu_delay=(0, 0),
+                deadline=time.monotonic() + 600,
             )
             assert sum(len(batch) for batch in batches) == n
 
