@@ -1,13 +1,15 @@
 """Instructions per image (valgrind's callgrind) of the bare client and of the service's fetching.
 
-    .venv/bin/python bench/instructions.py [--images 2000] [--runs 2]
+    .venv/bin/python bench/instructions.py [--images 1000] [--runs 2]
 
 CPU seconds on a shared machine vary by a fifth from one run to the next; the instructions a process
 executes vary by a percent or so, so a change to the fetching can be weighed against the bare
 client here when timing it cannot tell. Each count is one process (Django set up, as in a worker)
 running the pipelined bare client with the header reader (bench/floor.py) or jobs.processing's
 fetching alone (no database), 32 in flight, delay off, after 200 images that open its connections;
-user space only (the kernel's share, the sockets, is the same for both). About 40 s per count.
+user space only (the kernel's share, the sockets, is the same for both). An image's count is the
+difference between runs of 3N and N images, over 2N: what a session and its connections cost to
+open (the bare client opens them in every run) drops out. About two minutes per run.
 """
 
 import argparse
@@ -74,7 +76,7 @@ def measure(measured: str, images: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--measure", choices=MEASURED, help=argparse.SUPPRESS)  # the process under valgrind
     args = parser.parse_args()
@@ -84,7 +86,8 @@ def main() -> None:
     with image_host("rp-instructions-"):
         for _ in range(args.runs):
             for measured in MEASURED:
-                per_image = count_in_valgrind(measured, args.images) / args.images
+                n = args.images
+                per_image = (count_in_valgrind(measured, 3 * n) - count_in_valgrind(measured, n)) / (2 * n)
                 print(f"{measured}: {per_image / 1e3:,.1f} thousand instructions per image", flush=True)
 
 
