@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 
@@ -30,8 +30,10 @@ FLUSH_SIZE = 1000  # images: the most written in one transaction
 STOP_GRACE = 5.0  # seconds the fetcher gets past its deadline to wind down
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """One per image, made on the fetching's hot path: a NamedTuple costs less to make than a frozen
+    dataclass (docs/performance.md, "Where the CPU goes")."""
+
     image_id: int
     width: int | None = None
     height: int | None = None
