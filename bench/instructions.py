@@ -3,7 +3,7 @@
     .venv/bin/python bench/instructions.py [--images 1000] [--runs 2]
 
 CPU seconds on a shared machine vary by a fifth from one run to the next; the instructions a process
-executes vary by a percent or so, so a change to the fetching can be weighed against the bare
+executes vary by less than a percent, so a change to the fetching can be weighed against the bare
 client here when timing it cannot tell. Each count is one process (Django set up, as in a worker)
 running the pipelined bare client with the header reader (bench/floor.py) or jobs.processing's
 fetching alone (no database), 32 in flight, delay off, after 200 images that open its connections;
@@ -45,7 +45,8 @@ def set_counting(on: bool) -> None:
 
 def measure(measured: str, images: int) -> None:
     """Runs under valgrind: warms up, then counts `images` images of `measured`."""
-    setup_django_here("sqlite", Path(tempfile.mkdtemp(prefix="rp-callgrind-db-")))
+    database_folder = tempfile.TemporaryDirectory(prefix="rp-callgrind-db-")  # removed at exit
+    setup_django_here("sqlite", Path(database_folder.name))
     import floor
     from django.conf import settings
 
