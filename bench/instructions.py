@@ -19,9 +19,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from profile_worker import fetch_alone
 from service import ImageHost, image_host, setup_django_here
 
 IN_FLIGHT, WARM_UP = 32, 200
@@ -48,26 +48,17 @@ def measure(measured: str, images: int) -> None:
     database_folder = tempfile.TemporaryDirectory(prefix="rp-callgrind-db-")  # removed at exit
     setup_django_here("sqlite", Path(database_folder.name))
     import floor
-    from django.conf import settings
 
-    from jobs import imaging, processing
+    from jobs import imaging
 
     imaging.keep_read_buffers()
-    limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
 
     def run(prefix: str, n: int) -> None:
         urls = [ImageHost.url(f"{prefix}-{i}") for i in range(n)]
         if measured == "bare client":
             asyncio.run(floor.pipelined_as_it_arrives(urls, IN_FLIGHT, (0, 0)))
         else:
-            batches = processing.measure_images(
-                list(enumerate(urls)),
-                limits=limits,
-                in_flight=IN_FLIGHT,
-                gpu_delay=(0, 0),
-                deadline=time.monotonic() + 600,
-            )
-            assert sum(len(batch) for batch in batches) == n
+            fetch_alone(urls, IN_FLIGHT, (0, 0))
 
     run(f"warm-{os.getpid()}", WARM_UP)
     set_counting(True)

@@ -29,6 +29,21 @@ def per_image(seconds: float, images: int) -> str:
     return f"{seconds / images * 1e3:.3f} ms"
 
 
+def fetch_alone(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
+    """The service's fetching of `urls` (jobs.processing) with no database, in this process, where
+    Django is set up."""
+    from django.conf import settings
+
+    from jobs import imaging, processing
+
+    limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
+    images = list(enumerate(urls))
+    batches = processing.measure_images(
+        images, limits=limits, in_flight=in_flight, gpu_delay=delay, deadline=time.monotonic() + 600
+    )
+    assert sum(len(batch) for batch in batches) == len(urls)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000)
@@ -41,9 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
     setup_django_here(args.db, workdir, RETAILPULSE_GPU_DELAY=args.delay, RETAILPULSE_IN_FLIGHT=str(args.in_flight))
-    from django.conf import settings
 
-    from jobs import imaging, processing, services, tasks
+    from jobs import imaging, services, tasks
     from jobs.models import Job
 
     host, n, delay = ImageHost(workdir), args.images, parse_delay(args.delay)
@@ -55,13 +69,9 @@ def main() -> None:
         bare = per_image(time.process_time() - started, n)
         print(f"bare client (pipelined, header reader, {args.in_flight} in flight): {bare}")
 
-        images = [(i, ImageHost.url(f"fetch-{i}")) for i in range(n)]
-        limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
+        urls = [ImageHost.url(f"fetch-{i}") for i in range(n)]
         started = time.process_time()
-        batches = processing.measure_images(
-            images, limits=limits, in_flight=args.in_flight, gpu_delay=delay, deadline=time.monotonic() + 600
-        )
-        assert sum(len(batch) for batch in batches) == n
+        fetch_alone(urls, args.in_flight, delay)
         print(f"service fetching alone: {per_image(time.process_time() - started, n)}")
 
         visits = [
