@@ -5,16 +5,19 @@ one right result per image, within the recovery times the leases promise."""
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
 import requests
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Task
 
+from conftest import BASE_DIR
 from jobs.models import Chunk, ImageResult, Job
 from jobs.tests.helpers import visit, wait_until
 from stores.models import Store
@@ -215,6 +218,47 @@ def test_a_frozen_cluster_is_taken_over_and_wakes_to_find_its_lease_gone(client,
     wait_until(noticed, 30, "a woken worker to notice its lost lease")
     assert_each_image_measured_once(job_id, 6000)
     assert Chunk.objects.filter(job_id=job_id).exclude(state="done").count() == 0
+
+
+# Run by `manage.py shell` in a process of its own: a write to the job's row, left uncommitted.
+HOLD_THE_JOB_ROW = """
+import time
+from django.db import transaction
+from jobs.models import Job
+with transaction.atomic():
+    Job.objects.filter(pk={job_id}).update(callback_error="written by the frozen process")
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no server to end a frozen writer")
+def test_a_process_frozen_inside_a_transaction_holds_its_locks_for_a_lease_at_most(service_env):
+    """A worker frozen (SIGSTOP) between two statements of a write holds its job's row: every other
+    writer of the job waits. The server ends that transaction once it has waited a lease."""
+    job = Job.objects.create(images_total=1)
+    holder = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", HOLD_THE_JOB_ROW.format(job_id=job.pk)],
+        cwd=BASE_DIR,
+        env={**service_env, "RETAILPULSE_LEASE_SECONDS": "2"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        os.kill(holder.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '10s'")  # a failure, not a hang, if the lock stays
+            Job.objects.filter(pk=job.pk).update(images_done=1)  # waits for the frozen process's row lock
+        waited = time.monotonic() - started
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    assert 1.0 <= waited <= 5.0, f"the other writer waited {waited:.1f} s"
+    job.refresh_from_db()
+    assert (job.images_done, job.callback_error) == (1, "")  # the frozen process's write was rolled back
 
 
 def test_an_idle_worker_killed_is_replaced_and_the_cluster_goes_on(client, store, image_server, start_cluster):
