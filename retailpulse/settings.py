@@ -103,7 +103,7 @@ WSGI_APPLICATION = "retailpulse.wsgi.application"
 
 # --- Database -------------------------------------------------------------------------------------
 # RETAILPULSE["LEASE_SECONDS"] (below), read here for PostgreSQL's options too.
-LEASE_SECONDS = env_float("RETAILPULSE_LEASE_SECONDS", 6.0)
+_lease_seconds = env_float("RETAILPULSE_LEASE_SECONDS", 6.0)
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -119,7 +119,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # with them every worker writing to the same job, until it woke. The server ends that transaction
     # after a lease's length, when the frozen worker's chunks fall free as well.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
-        f"-c idle_in_transaction_session_timeout={round(LEASE_SECONDS * 1000)}"
+        f"-c idle_in_transaction_session_timeout={round(_lease_seconds * 1000)}"
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and every worker process write to one file. WAL lets readers run beside the
@@ -252,7 +252,7 @@ RETAILPULSE = {
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
     # whose lease ran out (its worker died or froze) is claimed by any other worker.
-    "LEASE_SECONDS": LEASE_SECONDS,
+    "LEASE_SECONDS": _lease_seconds,
     "LEASE_RENEW": env_float("RETAILPULSE_LEASE_RENEW", 1.5),
     # An idle worker process looks this often for a chunk nobody claimed (jobs.watchdog).
     "WATCH_EVERY": env_float("RETAILPULSE_WATCH_EVERY", 1.0),
