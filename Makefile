@@ -29,7 +29,7 @@ browser:
 # The admin screenshots in docs/, taken again by the browser test (a plain test run writes them to a
 # temporary folder).
 screenshots: $(VENV)/.installed browser
-	SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest -q jobs/tests/test_admin_browser.py
+	SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest -q jobs/tests/ops/test_admin_browser.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

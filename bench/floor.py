@@ -3,8 +3,8 @@
 Each design downloads every image with aiohttp, reads its size and waits the simulated GPU delay,
 in one process per core, with no database, queue or web server. The size is read with Pillow from
 the whole body, or from the bytes as they arrive with the service's own header reader
-(jobs.imaging.headers), whichever is cheaper. Like the service's workers, each process keeps its
-socket read buffers allocated (jobs.imaging.keep_read_buffers), and no design sets a timeout.
+(jobs.worker.imaging.headers), whichever is cheaper. Like the service's workers, each process keeps its
+socket read buffers allocated (jobs.worker.imaging.keep_read_buffers), and no design sets a timeout.
 `fastest` runs every design once, then the fastest three more times, and keeps the median of those
 three: the floor is the best bare client for the load, measured in the same run as the service.
 """
@@ -25,8 +25,8 @@ import aiohttp
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, for its header reader
-from jobs.imaging.fetch import keep_read_buffers
-from jobs.imaging.headers import MEASURED_FORMATS, HeaderReader
+from jobs.worker.imaging.fetch import keep_read_buffers
+from jobs.worker.imaging.headers import MEASURED_FORMATS, HeaderReader
 
 CORES = os.cpu_count() or 2
 

@@ -5,7 +5,7 @@
 CPU seconds on a shared machine vary by a fifth from one run to the next; the instructions a process
 executes vary by less than a percent, so a change to the fetching can be weighed against the bare
 client here when timing it cannot tell. Each count is one process (Django set up, as in a worker)
-running the pipelined bare client with the header reader (bench/floor.py) or jobs.processing's
+running the pipelined bare client with the header reader (bench/floor.py) or jobs.worker.processing's
 fetching alone (no database), 32 in flight, delay off, after 200 images that open its connections;
 user space only (the kernel's share, the sockets, is the same for both). An image's count is the
 difference between runs of 3N and N images, over 2N: what a session and its connections cost to
@@ -49,7 +49,7 @@ def measure(measured: str, images: int) -> None:
     setup_django_here("sqlite", Path(database_folder.name))
     import floor
 
-    from jobs import imaging
+    from jobs.worker import imaging
 
     imaging.keep_read_buffers()
 

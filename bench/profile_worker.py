@@ -3,7 +3,7 @@
     .venv/bin/python bench/profile_worker.py --images 20000 [--db postgres] [--in-flight 32] [--delay 0] [--profile]
 
 Prints CPU milliseconds per image of: the pipelined bare client reading sizes with the header reader
-(bench/floor.py) in this process; the service's fetching alone (jobs.processing.measure_images, no
+(bench/floor.py) in this process; the service's fetching alone (jobs.worker.processing.measure_images, no
 database); the whole task (jobs.tasks.work_on_next_chunk until the job ends: fetching, claims,
 writes), split into the fetch thread and the main thread; with --profile, the main thread's
 costliest calls (cProfile, which makes the main thread's own figure larger). The images come from
@@ -30,11 +30,11 @@ def per_image(seconds: float, images: int) -> str:
 
 
 def fetch_alone(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
-    """The service's fetching of `urls` (jobs.processing) with no database, in this process, where
+    """The service's fetching of `urls` (jobs.worker.processing) with no database, in this process, where
     Django is set up."""
     from django.conf import settings
 
-    from jobs import imaging, processing
+    from jobs.worker import imaging, processing
 
     limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
     images = list(enumerate(urls))
@@ -57,8 +57,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
     setup_django_here(args.db, workdir, RETAILPULSE_GPU_DELAY=args.delay, RETAILPULSE_IN_FLIGHT=str(args.in_flight))
 
-    from jobs import imaging, services, tasks
+    from jobs import services, tasks
     from jobs.models import Job
+    from jobs.worker import imaging
 
     host, n, delay = ImageHost(workdir), args.images, parse_delay(args.delay)
     imaging.keep_read_buffers()  # as the worker's fetch loop does, for the bare client too

@@ -29,7 +29,7 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.parsers import JSONParser
 
-    from jobs.serializers import SubmitJobSerializer
+    from jobs.api.serializers import SubmitJobSerializer
 
     for run in range(args.runs):
         raw = json.dumps(submit_body(args.images, f"run{run}")).encode()

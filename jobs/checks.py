@@ -4,7 +4,7 @@ starts the service; qcluster skips them there)."""
 from django.conf import settings
 from django.core.checks import Error, register
 
-from jobs.imaging import MEASURED_FORMATS
+from jobs.worker.imaging import MEASURED_FORMATS
 
 
 @register

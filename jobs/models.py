@@ -51,7 +51,7 @@ class Job(models.Model):
     # count NULLs equal.
     idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
-    # Where the final status is POSTed when the job ends (see jobs.callbacks).
+    # Where the final status is POSTed when the job ends (see jobs.worker.callback_post).
     callback_url = models.URLField(max_length=2048, blank=True)
     callback_status = models.CharField(max_length=16, choices=CallbackStatus.choices, blank=True)
     callback_attempts = models.PositiveIntegerField(default=0)

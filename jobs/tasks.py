@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.db import connection
 
-from jobs import callbacks, imaging, processing, selectors, services
+from jobs import selectors, services
+from jobs.worker import callback_post, imaging, processing
 
 log = logging.getLogger(__name__)
 
-# Held while this process measures a chunk: by a task, or by the watchdog thread (jobs.watchdog).
+# Held while this process measures a chunk: by a task, or by the watchdog thread (jobs.worker.watchdog).
 measuring = threading.Lock()
 
 
@@ -136,7 +137,7 @@ def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attemp
     """
     if not selectors.is_current_callback(job_id, delivery_id):
         return "superseded"
-    error = callbacks.post(url, body, delivery_id=delivery_id, attempt=attempt)
+    error = callback_post.post(url, body, delivery_id=delivery_id, attempt=attempt)
     return services.record_callback_attempt(job_id, url, body, delivery_id, attempt, error)
 
 

@@ -176,12 +176,12 @@ if not DEBUG:
 # A 100,000-image job is about 6 MB of JSON; larger bodies get a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RETAILPULSE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 REST_FRAMEWORK = {
-    "DEFAULT_PARSER_CLASSES": ["jobs.parsers.AnyContentTypeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.AnyContentTypeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "jobs.api.error_exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.access.OptionalTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["jobs.access.TokenRequiredIfEnabled"],
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.access.ScopedThrottle"],
+    "EXCEPTION_HANDLER": "jobs.api.errors.error_exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.api.access.OptionalTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.access.TokenRequiredIfEnabled"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.access.ScopedThrottle"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
@@ -198,9 +198,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "jobs.openapi.contract_paths",
-        "jobs.openapi.submit_limits",
-        "jobs.openapi.empty_query_values",
+        "jobs.api.openapi.contract_paths",
+        "jobs.api.openapi.submit_limits",
+        "jobs.api.openapi.empty_query_values",
     ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatus": "jobs.models.Job.Status",
@@ -290,7 +290,7 @@ RETAILPULSE_CALLBACKS = {
 # migrations). /readyz, qinfo and qmonitor read it; jobs.heartbeat says why it is not a plain DatabaseCache.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "cluster": {"BACKEND": "jobs.heartbeat.HeartbeatCache", "LOCATION": "retailpulse_cluster_cache"},
+    "cluster": {"BACKEND": "jobs.ops.heartbeat.HeartbeatCache", "LOCATION": "retailpulse_cluster_cache"},
 }
 
 # --- django-q2 ------------------------------------------------------------------------------------

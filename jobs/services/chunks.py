@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from jobs import selectors
 from jobs.models import Chunk, ImageResult, Job
-from jobs.processing import Outcome
 from jobs.services.outcomes import record_outcomes, worker_name
 from jobs.services.queue import enqueue
+from jobs.worker.processing import Outcome
 
 MIN_CHUNK_SIZE = 100  # images: below this, a chunk's own claim and writes cost more than they spread
 

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from jobs import selectors
 from jobs.models import ImageResult, Job, OutcomeCount
-from jobs.processing import Outcome
 from jobs.services.callbacks import queue_callback
+from jobs.worker.processing import Outcome
 
 # One structured line per job event (created, started, finished), per failed image and per callback
 # attempt: the message reads well as text, the `extra` fields are what LOG_FORMAT=json shows.

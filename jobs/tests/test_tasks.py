@@ -225,7 +225,7 @@ def test_the_tasks_load_no_api_code():
     would cost each of its processes about 15 MiB."""
     script = (
         "import sys, django; django.setup(); import jobs.tasks;"
-        "print([name for name in ('rest_framework.serializers', 'drf_spectacular.openapi', 'jobs.views')"
+        "print([name for name in ('rest_framework.serializers', 'drf_spectacular.openapi', 'jobs.api.views')"
         " if name in sys.modules])"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "retailpulse.settings_test"}

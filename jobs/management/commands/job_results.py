@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import exports, selectors
+from jobs import selectors
+from jobs.api import exports
 from jobs.models import ImageResult
 
 

@@ -9,9 +9,9 @@ from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
 
 from jobs import selectors, services
-from jobs.api import error_message
+from jobs.api.errors import error_message
+from jobs.api.serializers import SubmitJobSerializer, idempotency_key
 from jobs.models import Job
-from jobs.serializers import SubmitJobSerializer, idempotency_key
 
 EXIT_FAILED, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 3, 130
 

@@ -1,0 +1,2 @@
+"""What the operators use: the admin, its dashboard, the readiness checks and metrics, and the
+clusters' heartbeats."""

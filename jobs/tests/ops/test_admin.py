@@ -1,0 +1,237 @@
+"""The operators' admin through Django's test client; the browser run is in test_admin_browser.py."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from jobs import services
+from jobs.models import Chunk, ImageResult, Job
+from jobs.tests.helpers import create_job
+from jobs.worker.processing import Outcome
+from stores.models import Store
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
+
+WHEN = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
+JOBS = reverse("admin:jobs_job_changelist")
+IMAGES = reverse("admin:jobs_imageresult_changelist")
+
+
+def fail_all(job: Job, error: str = "HTTP 404") -> None:
+    ids = ImageResult.objects.filter(job=job, status="pending").values_list("id", flat=True)
+    services.record_outcomes(job.pk, [Outcome(i, error=error) for i in ids])
+
+
+def test_only_staff_get_in(client):
+    User.objects.create_user("agent", password="x-Strong-pass-1")
+    client.login(username="agent", password="x-Strong-pass-1")
+    response = client.get(JOBS)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_index_links_to_failed_jobs_and_images(admin_client):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert f'href="{JOBS}?status__exact=failed"' in html
+    assert f'href="{IMAGES}?status__exact=failed"' in html
+
+
+def test_job_list_shows_badge_progress_and_failures(admin_client):
+    failed = create_job(("S1", 2), ("NOPE", 1))
+    fail_all(failed)
+    ongoing = create_job(("S2", 4))
+
+    html = admin_client.get(JOBS).content.decode()
+    assert html.index(f">{ongoing.pk}<") < html.index(f">{failed.pk}<")  # newest first
+    assert 'class="rp-badge"' in html
+    assert '<progress value="3" max="3"' in html
+    assert '<progress value="0" max="4"' in html
+
+
+def test_job_list_queries_do_not_grow_with_jobs_or_images(admin_client, django_assert_max_num_queries):
+    create_job(("S1", 3))
+    with django_assert_max_num_queries(12) as few:
+        admin_client.get(JOBS)
+    for _ in range(20):
+        create_job(("S1", 50), ("S2", 50))
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        admin_client.get(JOBS)
+
+
+@pytest.mark.parametrize(("term", "expected"), [("S2", {"b"}), ("NOPE", set()), ("S1", {"a", "b"})])
+def test_job_search_by_store_id(admin_client, term, expected):
+    jobs = {"a": create_job(("S1", 1)), "b": create_job(("S1", 1), ("S2", 1))}
+    response = admin_client.get(JOBS, {"q": term})
+    shown = {job.pk for job in response.context["cl"].result_list}
+    assert shown == {jobs[name].pk for name in expected}
+
+
+def test_job_search_by_id(admin_client):
+    job = create_job(("S1", 1))
+    create_job(("S1", 1))
+    response = admin_client.get(JOBS, {"q": str(job.pk)})
+    assert [j.pk for j in response.context["cl"].result_list] == [job.pk]
+
+
+def test_job_filter_by_status(admin_client):
+    failed = create_job(("NOPE", 1))
+    create_job(("S1", 1))
+    response = admin_client.get(JOBS, {"status__exact": "failed"})
+    assert [j.pk for j in response.context["cl"].result_list] == [failed.pk]
+
+
+def test_failed_job_page_shows_visits_errors_and_links(admin_client):
+    job = create_job(("S1", 1), ("NOPE", 2))
+    fail_all(job)
+    job.refresh_from_db()
+
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    for entry in job.errors:  # exactly what the status API reports
+        assert f"<td>{entry['store_id']}</td><td>{entry['error']}</td>" in html
+    assert "Name of S1" in html
+    assert "not in store master" in html
+    assert f"{IMAGES}?job__id__exact={job.pk}&amp;status__exact=failed" in html
+
+
+def test_job_pages_are_read_only(admin_client):
+    job = create_job(("S1", 1))
+    assert admin_client.get(reverse("admin:jobs_job_add")).status_code == 403
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert 'name="_save"' not in html
+
+
+def test_image_list_filters_by_job_store_and_status(admin_client):
+    job = create_job(("S1", 2), ("S2", 1))
+    other = create_job(("S1", 1))
+    first = ImageResult.objects.filter(job=job).order_by("id").first()
+    services.record_outcomes(job.pk, [Outcome(first.pk, error="HTTP 404")])
+
+    def shown(**query):
+        return {i.pk for i in admin_client.get(IMAGES, query).context["cl"].result_list}
+
+    assert shown(job__id__exact=job.pk) == set(ImageResult.objects.filter(job=job).values_list("id", flat=True))
+    assert shown(job__id__exact=job.pk, status__exact="failed") == {first.pk}
+    assert shown(q="S2") == set(ImageResult.objects.filter(visit__store_code="S2").values_list("id", flat=True))
+    assert other.pk not in {i.job_id for i in ImageResult.objects.filter(pk__in=shown(job__id__exact=job.pk))}
+    html = admin_client.get(IMAGES, {"status__exact": "failed"}).content.decode()
+    assert "HTTP 404" in html
+    assert f'<a href="{first.url}" rel="noreferrer noopener" target="_blank">' in html
+    assert "<img" not in html.split('id="result_list"')[1]
+
+
+def run_action(admin_client, action: str, *jobs: Job):
+    return admin_client.post(JOBS, {"action": action, "_selected_action": [j.pk for j in jobs]}, follow=True)
+
+
+def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, settings):
+    job = create_job(("S1", 3), ("NOPE", 1))
+    ids = list(ImageResult.objects.filter(job=job, status="pending").order_by("id").values_list("id", flat=True))
+    services.record_outcomes(
+        job.pk, [Outcome(ids[0], 5, 5), Outcome(ids[1], error="HTTP 404"), Outcome(ids[2], error="x")]
+    )
+    job.refresh_from_db()
+    assert job.status == "failed"
+
+    response = run_action(admin_client, "retry_failed_images", job)
+
+    assert "2 failed images queued again" in response.content.decode()
+    job.refresh_from_db()
+    assert (job.status, job.images_done, job.images_failed, job.errors, job.finished_at) == ("ongoing", 1, 1, [], None)
+    statuses = dict(ImageResult.objects.filter(job=job).values_list("id", "status"))
+    assert [statuses[i] for i in ids] == ["done", "pending", "pending"]
+    newest = Chunk.objects.filter(job=job).order_by("-number").first()
+    assert (newest.number, newest.first_image_id, newest.last_image_id, newest.state) == (1, ids[1], ids[2], "pending")
+
+    services.record_outcomes(job.pk, [Outcome(ids[1], 1, 2), Outcome(ids[2], 3, 4)])
+    job.refresh_from_db()
+    assert (job.status, job.images_done, job.images_failed) == ("failed", 3, 1)  # the unknown store still fails
+    assert job.errors == [{"store_id": "NOPE", "error": "store not in store master"}]
+
+
+def test_retry_picks_up_a_store_added_to_the_master_since(admin_client):
+    job = create_job(("LATER", 2))
+    Store.objects.create(store_id="LATER", name="Added later", area_code="1")
+
+    run_action(admin_client, "retry_failed_images", job)
+
+    job.refresh_from_db()
+    assert (job.status, job.images_failed) == ("ongoing", 0)
+    assert ImageResult.objects.filter(job=job, status="pending").count() == 2
+
+
+def test_retry_on_a_job_without_failures_does_nothing(admin_client):
+    job = create_job(("S1", 1))
+    response = run_action(admin_client, "retry_failed_images", job)
+    assert "no failed image to retry" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == "ongoing"
+
+
+def test_cancel_fails_pending_images_with_a_reason(admin_client):
+    job = create_job(("S1", 3))
+    first = ImageResult.objects.filter(job=job).order_by("id").first()
+    services.record_outcomes(job.pk, [Outcome(first.pk, 5, 5)])
+
+    response = run_action(admin_client, "cancel_jobs", job)
+
+    assert "cancelled, 2 pending images skipped" in response.content.decode()
+    job.refresh_from_db()
+    assert (job.status, job.images_done, job.images_failed) == ("failed", 1, 2)
+    assert "job cancelled by an operator" in job.errors[0]["error"]
+    assert not Chunk.objects.filter(job=job).exclude(state="done").exists()
+    services.record_outcomes(
+        job.pk, [Outcome(i, 1, 1) for i in ImageResult.objects.filter(job=job).values_list("id", flat=True)]
+    )
+    job.refresh_from_db()
+    assert (job.images_done, job.images_failed) == (1, 2)  # a chunk still running changes nothing
+
+
+@pytest.fixture
+def viewer_client(client):
+    """A staff user who may view jobs but not change them."""
+    viewer = User.objects.create_user("viewer", password="x-Strong-pass-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.login(username="viewer", password="x-Strong-pass-1")
+    return client
+
+
+def test_a_viewer_sees_no_action(viewer_client):
+    response = viewer_client.get(JOBS)
+    assert response.status_code == 200
+    assert "retry_failed_images" not in response.content.decode()
+    assert "cancel_jobs" not in response.content.decode()
+
+
+@pytest.mark.parametrize("action", ["retry_failed_images", "cancel_jobs"])
+def test_a_viewers_action_post_is_refused_and_changes_nothing(viewer_client, action):
+    failed, ongoing = create_job(("S1", 2)), create_job(("S2", 2))
+    fail_all(failed)
+
+    def state():
+        return list(Job.objects.order_by("id").values()), list(ImageResult.objects.order_by("id").values())
+
+    before = state()
+    response = run_action(viewer_client, action, failed, ongoing)
+
+    assert response.status_code == 200
+    assert not list(response.context["messages"])  # the action did not run, nor report anything
+    assert state() == before
+
+
+def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, settings):
+    job = services.create_job(
+        [services.VisitInput("NOPE", ["https://img.example.com/x.jpg"], WHEN)],
+        callback_url="https://client.example.com/hook",
+        idempotency_key="nightly-42",
+    )
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "https://client.example.com/hook: pending (0 attempts so far)" in html
+    assert "nightly-42" in html
+
+    services.record_callback_attempt(
+        job.pk, job.callback_url, {}, Job.objects.get(pk=job.pk).callback_delivery, 1, "HTTP 500"
+    )
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "pending (1 attempt so far) — last error: HTTP 500" in html

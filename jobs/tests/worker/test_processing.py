@@ -1,0 +1,155 @@
+"""jobs.worker.processing against the local image server: every image comes back once, in batches."""
+
+import threading
+import time
+import uuid
+
+from jobs.worker import processing
+from jobs.worker.imaging import MEASURED_FORMATS, FetchLimits
+from jobs.worker.processing import Outcome
+
+LIMITS = FetchLimits(
+    total_timeout=5,
+    connect_timeout=2,
+    max_bytes=5_000_000,
+    max_pixels=50_000_000,
+    max_redirects=3,
+    allow_private=True,
+    formats=MEASURED_FORMATS,
+)
+
+
+def measure_images_lazily(images, *, in_flight=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None):
+    """The batches as the worker's task takes them, one at a time."""
+    return processing.measure_images(
+        images,
+        limits=LIMITS,
+        in_flight=in_flight,
+        gpu_delay=gpu_delay,
+        deadline=time.monotonic() + deadline_in,
+        stop=stop,
+    )
+
+
+def measure(images, **options) -> list[list[Outcome]]:
+    return list(measure_images_lazily(images, **options))
+
+
+def test_every_image_comes_back_exactly_once_across_batches(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_SIZE", 7)  # many hand-overs while fetches are still running
+    images = [(n, image_server.url(f"/img/{n % 5 + 1}x3.png")) for n in range(300)]
+    images += [(1000, image_server.url("/status/404")), (1001, image_server.url("/notimage"))]
+
+    batches = measure(images, in_flight=16, gpu_delay=(0.0, 0.01))
+
+    outcomes = [o for batch in batches for o in batch]
+    assert sorted(o.image_id for o in outcomes) == sorted(image_id for image_id, _url in images)
+    assert len([batch for batch in batches if batch]) > 1
+    assert max(len(batch) for batch in batches) <= 7  # a batch is never added to once handed over
+    by_id = {o.image_id: o for o in outcomes}
+    assert all(by_id[n] == Outcome(n, n % 5 + 1, 3) for n in range(300))
+    assert by_id[1000].error == "HTTP 404"
+    assert by_id[1001].error.startswith("not an image")
+
+
+def test_in_flight_bounds_concurrent_fetches(image_server):
+    # Each request is held until a fourth is in at the same time (never, if at most 3 are) or for 1 s.
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/held/{key}?peers=4&wait=1&n={n}")) for n in range(4)]
+
+    outcomes = [o for batch in measure(images, in_flight=3) for o in batch]
+
+    assert sorted(o.image_id for o in outcomes) == [0, 1, 2, 3]
+    assert image_server.most_at_once(key) == 3
+
+
+def test_images_unfinished_at_the_deadline_get_no_outcome(image_server):
+    key = uuid.uuid4().hex
+    images = [(1, image_server.url("/img/2x2.png")), (2, image_server.url(f"/held/{key}"))]
+
+    outcomes = [o for batch in measure(images, deadline_in=1.0) for o in batch]
+    image_server.release(key)
+
+    # Held past the 5 s fetch timeout, image 2 would come back failed had the deadline not ended the wait.
+    assert outcomes == [Outcome(1, 2, 2)]  # image 2 stays pending, for the chunk's next delivery
+
+
+def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_EVERY", 0.1)
+    key = uuid.uuid4().hex
+    batches = []
+
+    for batch in measure_images_lazily([(1, image_server.url(f"/held/{key}"))]):
+        batches.append(batch)
+        if batches.count([]) == 5:  # the caller got five turns while the image hung: let it through
+            image_server.release(key)
+
+    # Held past the 5 s fetch timeout, the image would come back failed had the caller not had its turns.
+    assert [o for batch in batches for o in batch] == [Outcome(1, 64, 48)]
+
+
+def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    key = uuid.uuid4().hex
+    images = [(1, image_server.url("/img/2x2.png"))]
+    images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in range(2, 6)]
+    stop = threading.Event()
+
+    outcomes = []
+    for batch in measure_images_lazily(images, in_flight=5, stop=stop):
+        outcomes += batch
+        if outcomes:
+            stop.set()
+    image_server.release(key)
+
+    # Held past the 5 s fetch timeout, images 2-5 would come back failed had stop not cancelled them.
+    assert outcomes == [Outcome(1, 2, 2)]  # images 2-5 stay pending, for the chunk's next delivery
+
+
+def test_stop_lets_downloaded_images_finish_their_gpu_work(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_EVERY", 0.05)
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/img/3x2.png?n={n}")) for n in (1, 2)]
+    images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in (3, 4)]
+    images += [(5, image_server.url(f"/img/3x2.png?n=5&{key}"))]
+    stop = threading.Event()
+
+    outcomes, started = [], time.monotonic()
+    for batch in measure_images_lazily(images, in_flight=2, gpu_delay=(0.5, 0.5), stop=stop):
+        outcomes += batch
+        if sum(f"/held/{key}" in path for path in image_server.requests) == 2:  # 1 and 2 are past their fetch
+            stop.set()
+    image_server.release(key)
+
+    # Dropped at the stop, images 1 and 2 would be fetched again by the chunk's next holder.
+    assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(1, 3, 2), Outcome(2, 3, 2)]
+    assert time.monotonic() - started >= 0.5  # their simulated GPU work ran its course
+    assert not [path for path in image_server.requests if f"n=5&{key}" in path]  # no fetch after the stop
+
+
+def test_closing_drops_what_is_unfinished_at_once(image_server):
+    images = [(n, image_server.url(f"/img/3x2.png?n={n}")) for n in (1, 2)]
+
+    batches = measure_images_lazily(images, in_flight=2, gpu_delay=(5.0, 5.0))
+    started = time.monotonic()
+    first = next(batches)  # at FLUSH_EVERY: both images are in their GPU work
+    batches.close()
+
+    assert first == []
+    assert time.monotonic() - started < 2  # not the 5 s of GPU work
+
+
+def test_the_simulated_gpu_work_holds_no_fetch_slot(image_server):
+    key = uuid.uuid4().hex
+    images = [(n, image_server.url(f"/img/3x2.png?gpu={key}&n={n}")) for n in range(5)]
+    fetched_before_first_outcome = None
+
+    outcomes = []
+    for batch in measure_images_lazily(images, in_flight=1, gpu_delay=(1.0, 1.0)):
+        if batch and fetched_before_first_outcome is None:
+            fetched_before_first_outcome = sum(key in path for path in image_server.requests)
+        outcomes += batch
+
+    # With the delay inside the one fetch slot, the second image would be fetched after the first's 1 s.
+    assert fetched_before_first_outcome == 5
+    assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(n, 3, 2) for n in range(5)]

@@ -1,0 +1,259 @@
+"""Fetching an image over HTTP and reading its size on the way: the only code that talks to image hosts.
+
+aiohttp rather than requests: it fetches several times more images per second per core
+(docs/design.md, "Fetching"). Every guarantee below holds whatever the client:
+
+- Only http and https. Loopback, private, link-local, multicast, reserved and unspecified
+  addresses are refused unless RETAILPULSE_FETCH_ALLOW_PRIVATE is set. The check runs on the
+  addresses the resolver returns, which are the ones the connection uses (no DNS-rebinding gap),
+  and again on every redirect hop.
+- A size cap (Content-Length first, then counted bytes), a connect timeout and a total deadline
+  per image; the pixel cap and the accepted formats are the header reader's (jobs.worker.imaging.headers).
+"""
+
+import asyncio
+import ctypes
+import functools
+import ipaddress
+import itertools
+import os
+import random
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+from jobs.worker.imaging.headers import HeaderReader, ImageError
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+TRANSIENT_STATUSES = {429, 502, 503, 504}
+RETRIES = 2  # after the first attempt, for transient failures only
+MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is capped, the per-image deadline still rules
+DEADLINE_SWEEP = 0.1  # seconds: the most a fetch runs past its deadline before it is cancelled
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt(3) parameters
+
+
+class TransientError(ImageError):
+    """A failure worth another attempt (connection reset, 429, 502, 503, 504)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    total_timeout: float
+    connect_timeout: float
+    max_bytes: int
+    max_pixels: int
+    max_redirects: int
+    allow_private: bool
+    formats: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, config: dict) -> "FetchLimits":
+        return cls(
+            total_timeout=config["FETCH_TIMEOUT"],
+            connect_timeout=config["FETCH_CONNECT_TIMEOUT"],
+            max_bytes=config["MAX_IMAGE_BYTES"],
+            max_pixels=config["MAX_IMAGE_PIXELS"],
+            max_redirects=config["MAX_REDIRECTS"],
+            allow_private=config["FETCH_ALLOW_PRIVATE"],
+            formats=config["IMAGE_FORMATS"],
+        )
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicAddressResolver(AbstractResolver):
+    """Resolves like the default resolver, then drops every non-public address."""
+
+    def __init__(self) -> None:
+        self._resolver = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        public = [r for r in results if is_public_address(r["host"])]
+        if not public:
+            raise ImageError(f"refused: {host} resolves to a non-public address ({results[0]['host']})")
+        return public
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+@functools.cache
+def keep_read_buffers() -> None:
+    """Have glibc keep freed memory for the next socket reads rather than hand it back to the kernel.
+
+    asyncio allocates 256 KiB for each read of a socket. By default glibc returns such blocks to the
+    kernel once freed (by munmap, or by trimming the heap), so every image faults its pages in again:
+    about 15 page faults per image, over a tenth of a worker's CPU (docs/performance.md, "Tuning").
+    Here blocks under 1 MiB come from the heap, which keeps up to 16 MiB free. Elsewhere than glibc,
+    nothing.
+    """
+    try:
+        os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        return  # not glibc
+    libc = ctypes.CDLL(None)
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    libc.mallopt(M_TRIM_THRESHOLD, 16 << 20)
+
+
+def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=connections,
+        ttl_dns_cache=60,
+        resolver=None if limits.allow_private else PublicAddressResolver(),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.connect_timeout),
+        headers={"User-Agent": "RetailPulse/1.0 (image dimensions)"},
+        auto_decompress=False,
+        # aiohttp's read buffer (256 KB) is left as it is: a smaller one pauses the socket reader
+        # within an image, which costs CPU (docs/performance.md, "Tuning").
+    )
+
+
+def check_url(url: str, limits: FetchLimits) -> URL:
+    """Refuse what the resolver never sees: other schemes, and hosts written as IP literals.
+
+    Returns the URL parsed, as aiohttp would parse it: given it, aiohttp does not parse it again.
+    """
+    try:
+        parsed = URL(url)
+    except ValueError:  # a bad port or an unclosed IPv6 bracket
+        raise ImageError(f"invalid URL ({url})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ImageError(f"refused: not an http(s) URL ({url})")
+    if not limits.allow_private:
+        _check_host(parsed.host)
+    return parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_host(host: str) -> None:
+    """Cached (a refusal raises, so it is not): a job's images come from a few hosts, and trying a
+    name as an address costs two exceptions per image."""
+    if host == "localhost" or host.endswith(".localhost"):
+        raise ImageError(f"refused: {host} is a loopback name")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: the resolver checks what it resolves to
+    if not is_public_address(str(literal)):
+        raise ImageError(f"refused: {host} is not a public address")
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else None
+
+
+async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
+    for _hop in range(limits.max_redirects + 1):
+        try:
+            async with session.get(check_url(url, limits), allow_redirects=False) as response:
+                if response.status in REDIRECT_STATUSES and "Location" in response.headers:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if response.status in TRANSIENT_STATUSES:
+                    raise TransientError(f"HTTP {response.status}", _retry_after(response))
+                if response.status >= 400:
+                    raise ImageError(f"HTTP {response.status}")
+                # The body, counted against the size cap, read here rather than in a coroutine of
+                # its own: each level of coroutines costs CPU on every piece that arrives. The
+                # header reader keeps only the few bytes the size needs, not the image.
+                declared = response.content_length
+                if declared is not None and declared > limits.max_bytes:
+                    raise ImageError(f"too large: {declared:,} bytes (limit {limits.max_bytes:,})")
+                reader, received = HeaderReader(limits.formats, limits.max_pixels), 0
+                try:
+                    async for piece in response.content.iter_any():
+                        received += len(piece)
+                        if received > limits.max_bytes:
+                            raise ImageError(
+                                f"too large: more than {limits.max_bytes:,} bytes (limit {limits.max_bytes:,})"
+                            )
+                        reader.feed(piece)
+                except aiohttp.ClientPayloadError as exc:
+                    raise ImageError(f"truncated download ({received:,} of {declared or '?'} bytes)") from exc
+                return reader.close()
+        except aiohttp.ConnectionTimeoutError:
+            raise ImageError(f"connect timed out after {limits.connect_timeout:g} s") from None
+        except aiohttp.ClientConnectorDNSError:
+            raise ImageError("host name not found") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ImageError(f"cannot connect ({exc.os_error.strerror or exc.os_error})") from None
+        except aiohttp.ServerDisconnectedError:
+            # Not str(exc): after a partial answer it is the repr of the headers aiohttp had parsed.
+            raise TransientError("connection lost (server disconnected)") from None
+        except aiohttp.ClientOSError as exc:
+            raise TransientError(f"connection lost ({exc})") from None
+        except aiohttp.InvalidURL as exc:
+            raise ImageError(f"invalid URL ({exc})") from None
+    raise ImageError(f"too many redirects (more than {limits.max_redirects})")
+
+
+class ImageFetcher:
+    """Measures images over one session, many at once, each within `limits.total_timeout`.
+
+    The deadlines share one timer: a sweep every DEADLINE_SWEEP seconds, while fetches run, cancels
+    those past theirs. A timer per image (asyncio.timeout, or aiohttp's own) cost about 8 % of the
+    fetching's CPU (docs/performance.md, "Tuning").
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, limits: FetchLimits):
+        self.session, self.limits = session, limits
+        self._deadlines: dict[asyncio.Task, float] = {}  # the task of each fetch, at most one each
+        self._overdue: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    async def size(self, url: str) -> tuple[int, int]:
+        """Download one image (retrying transient failures) and return its (width, height)."""
+        task = asyncio.current_task()
+        self._deadlines[task] = asyncio.get_running_loop().time() + self.limits.total_timeout
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._cancel_overdue())
+        try:
+            for attempt in itertools.count():
+                try:
+                    return await _get_once(self.session, url, self.limits)
+                except TransientError as exc:
+                    if attempt == RETRIES:
+                        raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
+                    # Exponential backoff with full jitter, unless the server said how long.
+                    backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
+                    await asyncio.sleep(backoff)
+        except asyncio.CancelledError:
+            # A cancel from elsewhere too (its caller stopping) stays a cancel.
+            if task not in self._overdue or task.uncancel() > 0:
+                raise
+            raise ImageError(f"timed out after {self.limits.total_timeout:g} s") from None
+        finally:
+            del self._deadlines[task]
+            self._overdue.discard(task)
+
+    async def _cancel_overdue(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._deadlines:
+            await asyncio.sleep(DEADLINE_SWEEP)
+            now = loop.time()
+            for task, deadline in self._deadlines.items():
+                if deadline <= now and task not in self._overdue:
+                    self._overdue.add(task)
+                    task.cancel()
