@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} bin/run
 
-# Lint, then the whole suite on the database DATABASE_URL names (SQLite when unset).
+# Lint and type check, then the whole suite on the database DATABASE_URL names (SQLite when unset).
 test: $(VENV)/.installed lint browser
 	$(PY) -m pytest
 
@@ -31,9 +31,11 @@ browser:
 screenshots: $(VENV)/.installed browser
 	SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest -q jobs/tests/ops/test_admin_browser.py
 
+# ruff, then mypy (with the Django and DRF stubs) over the product code; settings need local mode to load.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DJANGO_DEBUG=1 $(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

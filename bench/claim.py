@@ -34,7 +34,9 @@ def measure(db: str, pending: int, held: int) -> None:
 
     for n in range(pending):
         services.submit_job(
-            [services.VisitInput("B00001", [f"http://img.test/{n}-{i}.jpg" for i in range(5)], datetime.now(UTC))]
+            visits=[
+                services.VisitInput("B00001", [f"http://img.test/{n}-{i}.jpg" for i in range(5)], datetime.now(UTC))
+            ]
         )
     for _ in range(held):
         services.claim_chunk()

@@ -83,7 +83,12 @@ def main() -> None:
                 f"{statistics.median(timed(query, 5)):.1f} ms"
             )
             print(f"index way: the hour's totals alone, median of 5: {statistics.median(timed(totals, 5)):.1f} ms")
-            upsert = timed(lambda: count_outcomes(job_id, "bench 1", timezone.now(), {"": 225, "HTTP 404": 25}), 1000)
+            upsert = timed(
+                lambda: count_outcomes(
+                    job_id=job_id, worker="bench 1", at=timezone.now(), images_by_cause={"": 225, "HTTP 404": 25}
+                ),
+                1000,
+            )
             print(f"counts way: one batch's upsert, mean of 1,000: {statistics.mean(upsert):.3f} ms")
             raise Rollback
     except Rollback:

@@ -81,7 +81,7 @@ def main() -> None:
             )
             for v in range(n // 100)
         ]
-        job = services.submit_job(visits).job
+        job = services.submit_job(visits=visits).job
         profile = cProfile.Profile(time.thread_time)
         started, main_started = time.process_time(), time.thread_time()
         with profile if args.profile else contextlib.nullcontext():

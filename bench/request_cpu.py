@@ -30,7 +30,9 @@ def main() -> None:
 
     from jobs import services
 
-    job = services.submit_job([services.VisitInput("B00001", ["http://127.0.0.1:1/a.jpg"], datetime.now(UTC))]).job
+    job = services.submit_job(
+        visits=[services.VisitInput("B00001", ["http://127.0.0.1:1/a.jpg"], datetime.now(UTC))]
+    ).job
     application = get_wsgi_application()
 
     def request(method: str, path: str, query: str = "", body: bytes = b"") -> str:

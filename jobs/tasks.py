@@ -1,133 +1,13 @@
-"""django-q2 entry points. Each runs in a qcluster worker process."""
-
-import logging
-import threading
-import time
-from collections.abc import Iterator
-
-from django.conf import settings
-from django.db import connection
+"""django-q2 entry points, named by the tasks and schedules in the queue (`jobs.tasks.*`). Each runs in
+a qcluster worker process and hands over to the code that does the work."""
 
 from jobs import selectors, services
-from jobs.worker import callback_post, imaging, processing
-
-log = logging.getLogger(__name__)
-
-# Held while this process measures a chunk: by a task, or by the watchdog thread (jobs.worker.watchdog).
-measuring = threading.Lock()
-
-
-# A chunk whose last images are in their simulated GPU work is ended by a thread of its own.
-IN_BACKGROUND = "fetched: its last images finish their GPU work in the background"
+from jobs.worker import callback_post, runner
 
 
 def work_on_next_chunk() -> str:
-    """Claim the next chunk, measure its pending images under the lease, end the claim.
-
-    If more chunks wait once this one is claimed, another worker is woken at once rather than after
-    the measuring: the task is then in the cluster's hands (the broker is polled) by the time this
-    worker is free again, so it goes on to the next chunk without a pause. The worker is free as
-    soon as nothing is left to fetch: the images still in their GPU stage are written, and the
-    claim ended, by another thread.
-    """
-    if not measuring.acquire(blocking=False):  # the watchdog thread measures one: pass the wake-up on
-        services.wake_workers()
-        return "this process is measuring a chunk already"
-    try:
-        claim = services.claim_chunk()
-        if claim is None:
-            return "nothing to claim"
-        if selectors.chunks_wait():
-            services.wake_workers()
-        result = _measure_chunk(claim)
-    finally:
-        measuring.release()
-    if result not in ("done", IN_BACKGROUND):
-        _wake_workers_if_chunks_wait()  # it handed its chunk back: someone takes it on
-    return f"job {claim.chunk.job_id} chunk {claim.chunk.number}: {result}"
-
-
-def _wake_workers_if_chunks_wait() -> None:
-    if selectors.chunks_wait():
-        services.wake_workers()
-
-
-def _measure_chunk(claim: services.Claim) -> str:
-    config, chunk = settings.RETAILPULSE, claim.chunk
-    if chunk.expired_leases > config["MAX_DELIVERIES"]:
-        services.fail_chunk(chunk, f"gave up: its worker died or froze {chunk.expired_leases} times measuring it")
-        return "gave up"
-    images = list(selectors.chunk_pending_images(chunk))
-    started = time.monotonic()
-    stop, fetched = threading.Event(), threading.Event()
-    batches = processing.measure_images(
-        images,
-        limits=imaging.FetchLimits.from_settings(config),
-        in_flight=config["IN_FLIGHT"],
-        gpu_delay=config["GPU_DELAY"],
-        deadline=started + config["CHUNK_DEADLINE"],
-        stop=stop,
-        fetched=fetched,
-    )
-    renew_at = started + config["LEASE_RENEW"]
-    result = _write_outcomes(claim, batches, started, renew_at=renew_at, stop=stop, fetched=fetched)
-    if result is None:
-        # Not a daemon: a worker process that stops (SIGTERM, recycling) waits for it to end the claim.
-        threading.Thread(target=_write_the_rest, args=(claim, batches, started), name="gpu-stage-writer").start()
-        return IN_BACKGROUND
-    return result
-
-
-def _write_outcomes(
-    claim: services.Claim,
-    batches: Iterator[list[processing.Outcome]],
-    started: float,
-    *,
-    renew_at: float,
-    stop: threading.Event | None = None,
-    fetched: threading.Event | None = None,
-) -> str | None:
-    """Write the batches as they come, renewing the lease, then end the claim; how it ended.
-
-    None once `fetched` is set: the rest of the batches (the GPU stage's) are left to the caller.
-    """
-    config, chunk = settings.RETAILPULSE, claim.chunk
-    held = True
-    try:
-        for outcomes in batches:  # written while the next images are fetched
-            if outcomes:
-                services.record_outcomes(chunk.job_id, outcomes)
-            if time.monotonic() >= renew_at:
-                held, renew_at = services.renew_lease(claim), time.monotonic() + config["LEASE_RENEW"]
-            if not held:
-                break  # another worker holds the chunk: what is unfinished is its to measure
-            if fetched is not None and fetched.is_set():
-                return None  # the batches go on, in the caller's hands
-            if stop is not None and selectors.chunk_must_make_way(chunk.pk):
-                stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
-    except Exception as exc:
-        # Not swallowed: logged with its traceback, and counted on the chunk, which backs off.
-        batches.close()
-        log.exception("chunk %s of job %s failed", chunk.number, chunk.job_id)
-        connection.close_if_unusable_or_obsolete()  # a cut connection reconnects for the record
-        return services.record_chunk_error(claim, f"{type(exc).__name__}: {exc}")
-    batches.close()  # after a lost lease, drops what is unfinished at once (else a no-op)
-    if not held:
-        return "lost its lease: another worker took the chunk over"
-    return services.end_claim(claim, fetch_seconds=time.monotonic() - started)
-
-
-def _write_the_rest(claim: services.Claim, batches: Iterator[list[processing.Outcome]], started: float) -> None:
-    """In a thread of its own: the images of a chunk in their GPU stage, then the end of the claim."""
-    try:
-        result = _write_outcomes(claim, batches, started, renew_at=time.monotonic())
-        log.info("job %s chunk %s: %s", claim.chunk.job_id, claim.chunk.number, result)
-        if result != "done":
-            _wake_workers_if_chunks_wait()
-    except Exception:  # the database is gone too: the lease runs out, and the chunk is measured again
-        log.exception("chunk %s of job %s: its last images were not written", claim.chunk.number, claim.chunk.job_id)
-    finally:
-        connection.close()  # this thread's own connection
+    """Queued by every submit and every chunk's end: see jobs.worker.runner."""
+    return runner.work_on_next_chunk()
 
 
 def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attempt: int) -> str:
@@ -135,10 +15,12 @@ def deliver_callback(job_id: int, url: str, body: dict, delivery_id: str, attemp
 
     A delivery that a later end of the job replaced (a retried job that ended again) is dropped.
     """
-    if not selectors.is_current_callback(job_id, delivery_id):
-        return "superseded"
+    if not selectors.is_current_callback(job_id=job_id, delivery_id=delivery_id):
+        return services.CallbackAttempt.SUPERSEDED
     error = callback_post.post(url, body, delivery_id=delivery_id, attempt=attempt)
-    return services.record_callback_attempt(job_id, url, body, delivery_id, attempt, error)
+    return services.record_callback_attempt(
+        job_id=job_id, url=url, body=body, delivery_id=delivery_id, attempt=attempt, error=error
+    )
 
 
 def requeue_stalled_jobs() -> str:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -211,10 +212,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Image processing -----------------------------------------------------------------------------
 # Worker processes: one per core. Each fetches IN_FLIGHT images at a time on an event loop and keeps
-# its core busy on its own, now that the simulated GPU work holds no fetch slot; more processes
-# only add memory and CPU per image (docs/performance.md).
+# its core busy on its own (the simulated GPU work holds no fetch slot); more processes only add
+# memory and CPU per image (docs/performance.md).
 WORKERS = env_int("RETAILPULSE_WORKERS", os.cpu_count() or 1)
-RETAILPULSE = {
+RETAILPULSE: dict[str, Any] = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
     "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
     # Let jobs fetch from loopback/private/reserved addresses (tests, on-premise image stores).
@@ -276,7 +277,7 @@ RETAILPULSE_CALLBACK_SECRET = (
     os.environ.get("RETAILPULSE_CALLBACK_SECRET")
     or hmac.new(SECRET_KEY.encode(), b"retailpulse completion callbacks", hashlib.sha256).hexdigest()
 )
-RETAILPULSE_CALLBACKS = {
+RETAILPULSE_CALLBACKS: dict[str, Any] = {
     "ATTEMPTS": env_int("RETAILPULSE_CALLBACK_ATTEMPTS", 5),  # the first POST and its retries
     "TIMEOUT": env_float("RETAILPULSE_CALLBACK_TIMEOUT", 10.0),  # seconds for one POST
     # Seconds before the first retry, doubled for each next one (due retries start on the
@@ -295,7 +296,7 @@ CACHES = {
 
 # --- django-q2 ------------------------------------------------------------------------------------
 _task_timeout = int(RETAILPULSE["CHUNK_DEADLINE"]) + 10
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     "name": "retailpulse",
     "orm": "default",  # the queue lives in the same database: no extra service to run
     "workers": WORKERS,

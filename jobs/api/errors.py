@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, renderers
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler
+from rest_framework.views import APIView, exception_handler
 
 MESSAGES_SHOWN = 5
 
@@ -48,7 +48,7 @@ def error_exception_handler(exc, context):
     return response
 
 
-class JSONErrorsAndMetadata:
+class JSONErrorsAndMetadata(APIView):
     """For a view whose own answers are not JSON (CSV, the schema's YAML, Swagger UI's page): its
     errors and OPTIONS metadata are JSON all the same, whatever format the client asked for (or
     when no renderer could be agreed on)."""

@@ -26,10 +26,10 @@ def api_datetime(value: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def image_rows(job_id: int, *, store_id: str | None = None, status: str | None = None) -> Iterator[dict]:
+def image_rows(*, job_id: int, store_id: str | None = None, status: str | None = None) -> Iterator[dict]:
     """Every image result of a job (optionally of one store, or with one status), in id order, as
     the dicts the API's image list shows."""
-    rows = selectors.job_image_rows(job_id, store_id=store_id, status=status)
+    rows = selectors.job_image_rows(job_id=job_id, store_id=store_id, status=status)
     for row in rows.iterator(chunk_size=READ_CHUNK):
         item = dict(zip(COLUMNS, row, strict=True))
         item["visit_time"] = api_datetime(item["visit_time"])

@@ -122,13 +122,14 @@ def char_class(characters, *, negated: bool = False) -> str:
 
 
 # Every character that str.isspace() or a regex's \s can mean lies below U+10000.
-BMP = "".join(map(chr, range(0x10000)))
+BASIC_MULTILINGUAL_PLANE = "".join(map(chr, range(0x10000)))
 # DRF's CharField refuses NUL characters; one that trims whitespace and does not allow blank also
 # refuses whitespace alone (as str.strip() sees it). NO_NUL takes no empty string: drf-spectacular
 # adds it as a oneOf branch of its own to a field that allows blank.
 _NOT_NUL = char_class("\0", negated=True)
 NO_NUL = f"^{_NOT_NUL}+$"
-NOT_BLANK = f"^{_NOT_NUL}*{char_class(chr(0) + ''.join(c for c in BMP if c.isspace()), negated=True)}{_NOT_NUL}*$"
+_NOT_NUL_OR_SPACE = char_class(chr(0) + "".join(c for c in BASIC_MULTILINGUAL_PLANE if c.isspace()), negated=True)
+NOT_BLANK = f"^{_NOT_NUL}*{_NOT_NUL_OR_SPACE}{_NOT_NUL}*$"
 JOB_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_JOB_ID}
 # A date-time as RFC 3339 has it, or a date alone (midnight UTC).
 DATE_TIME_INPUT = {
@@ -175,7 +176,7 @@ class OptionalTokenScheme(TokenScheme):
     priority = 1
 
     def get_security_requirement(self, auto_schema):
-        token = {self.name: []}
+        token: dict[str, list[str]] = {self.name: []}
         return [token] if settings.RETAILPULSE["API_TOKENS"] else [{}, token]
 
 

@@ -2,18 +2,14 @@
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
-from rest_framework.settings import ISO_8601
+from rest_framework import ISO_8601, serializers
 
-from jobs import services
 from jobs.api import openapi
 from jobs.models import IDEMPOTENCY_KEY_MAX_LENGTH, ImageResult, Job
 from jobs.selectors import IMAGE_COLUMNS, VisitCursor
@@ -34,7 +30,7 @@ PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[1-9][0-9]{0,3})?(?:[/?
 # is in ASCII (an IDN host as punycode) or an IPv6 address without a zone or IPv4 tail.
 _HOST_CHAR = openapi.char_class(c for c in map(chr, range(0x21, 0x7F)) if c not in "/?#@:[]")
 _USER_INFO_CHAR = openapi.char_class(c for c in map(chr, range(0x21, 0x7F)) if c not in "/?#[]")
-_URL_CHAR = openapi.char_class((c for c in openapi.BMP if SPACE_OR_CONTROL.match(c)), negated=True)
+_URL_CHAR = openapi.char_class((c for c in openapi.BASIC_MULTILINGUAL_PLANE if SPACE_OR_CONTROL.match(c)), negated=True)
 _H16 = "[0-9A-Fa-f]{1,4}"
 # RFC 4291's text forms: 8 groups, or fewer around one `::`.
 _IPV6 = "|".join(
@@ -110,7 +106,8 @@ class HttpUrlListField(serializers.ListField):
         super().__init__(child=HttpUrlField(), **kwargs)
 
     def run_child_validation(self, data):
-        urls, errors = [], {}
+        urls: list[str] = []
+        errors: dict = {}
         for index, item in enumerate(data):
             if isinstance(item, str) and 0 < len(item) <= MAX_URL_LENGTH and is_http_url(item):
                 urls.append(item)
@@ -211,21 +208,6 @@ class SubmitJobSerializer(serializers.Serializer):
             VisitInput(store_id=v["store_id"], image_urls=v["image_url"], visit_time=v["visit_time"])
             for v in self.validated_data["visits"]
         ]
-
-    def submit(self, idempotency_key: str | None, client: User | None) -> services.Submission:
-        """Create the validated job for the client, or return the one its idempotency key already made."""
-        return services.submit_job(
-            self.visit_inputs(),
-            client=client,
-            callback_url=self.validated_data.get("callback_url", ""),
-            idempotency_key=idempotency_key,
-            fingerprint=self.fingerprint() if idempotency_key is not None else "",
-        )
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the body as canonical JSON: tells a retried submit from another body."""
-        canonical = json.dumps(self.initial_data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def idempotency_key(raw: str | None) -> str | None:

@@ -93,7 +93,13 @@ class SubmitJobView(APIView):
         serializer = SubmitJobSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         try:
-            submission = serializer.submit(key, selectors.api_client(request.user))
+            submission = services.submit_job(
+                visits=serializer.visit_inputs(),
+                client=selectors.api_client(user=request.user),
+                callback_url=serializer.validated_data.get("callback_url", ""),
+                idempotency_key=key,
+                body=data,
+            )
         except services.IdempotencyKeyReused as exc:
             raise IdempotencyConflict(str(exc)) from None
         except services.QuotaExceeded as exc:
@@ -125,10 +131,12 @@ class JobStatusView(APIView):
     )
     def get(self, request):
         job_id = parse_job_id(request.query_params.get("jobid"), "jobid")
-        job = selectors.visible_job(selectors.api_client(request.user), job_id, *selectors.STATUS_FIELDS)
+        job = selectors.visible_job(
+            client=selectors.api_client(user=request.user), job_id=job_id, fields=selectors.STATUS_FIELDS
+        )
         if job is None:
             return Response({}, status=status.HTTP_400_BAD_REQUEST)  # the contract's answer, to the letter
-        return Response(selectors.status_body(job))
+        return Response(selectors.status_body(job=job))
 
 
 class JobDetailView(APIView):
@@ -143,7 +151,7 @@ class JobDetailView(APIView):
         responses={200: JobDetailSerializer, 404: openapi.error("No such job."), **openapi.ACCESS_ERRORS},
     )
     def get(self, request, job_id: int):
-        job = selectors.visible_job(selectors.api_client(request.user), job_id)
+        job = selectors.visible_job(client=selectors.api_client(user=request.user), job_id=job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
         return Response(JobDetailSerializer(job).data)
@@ -211,19 +219,20 @@ class JobImagesView(errors.JSONErrorsAndMetadata, generics.ListAPIView):
     def filters(self) -> dict:
         """The job's and the query's checks (the page size too, unused by the CSV export), then the filters."""
         job_id = self.kwargs["job_id"]
-        if selectors.visible_job(selectors.api_client(self.request.user), job_id, "pk") is None:
+        client = selectors.api_client(user=self.request.user)
+        if selectors.visible_job(client=client, job_id=job_id, fields=("pk",)) is None:
             raise NotFound(f"job {job_id} not found")
         query = ImagesQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         return {"store_id": query.validated_data.get("store_id"), "status": query.validated_data.get("status")}
 
     def get_queryset(self):
-        return selectors.job_images(self.kwargs["job_id"], **self.filters())
+        return selectors.job_images(job_id=self.kwargs["job_id"], **self.filters())
 
     def list(self, request, *args, **kwargs):
         if request.accepted_renderer.format != CSVRenderer.format:
             return super().list(request, *args, **kwargs)
-        rows = exports.image_rows(self.kwargs["job_id"], **self.filters())
+        rows = exports.image_rows(job_id=self.kwargs["job_id"], **self.filters())
         response = StreamingHttpResponse(exports.csv_text(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="job-{self.kwargs["job_id"]}-images.csv"'
         return response
@@ -256,7 +265,7 @@ class VisitsView(APIView):
         params = query.validated_data
         page_size = params["page_size"]
         rows = selectors.visit_results(
-            selectors.api_client(request.user),
+            client=selectors.api_client(user=request.user),
             area=params.get("area"),
             store_id=params.get("storeid"),
             start=params.get("startdate"),
@@ -267,8 +276,8 @@ class VisitsView(APIView):
         next_url = None
         if len(rows) > page_size:
             rows = rows[:page_size]
-            store_id, _area, _name, visit_time, _perimeter, visit_id, image_id = rows[-1]
-            cursor = encode_cursor(selectors.VisitCursor(store_id, visit_time, visit_id, image_id))
+            last = rows[-1]
+            cursor = encode_cursor(selectors.VisitCursor(last.store_id, last.visit_time, last.visit_id, last.image_id))
             query_params = request.query_params.copy()
             query_params["cursor"] = cursor
             next_url = request.build_absolute_uri(f"{request.path}?{query_params.urlencode()}")
@@ -277,8 +286,8 @@ class VisitsView(APIView):
                 "store_id": store_id,
                 "area": area,
                 "store_name": name,
-                "data": [{"date": exports.api_datetime(row[3]), "perimeter": row[4]} for row in store_rows],
+                "data": [{"date": exports.api_datetime(p.visit_time), "perimeter": p.perimeter} for p in points],
             }
-            for (store_id, area, name), store_rows in groupby(rows, key=lambda row: row[:3])
+            for (store_id, area, name), points in groupby(rows, key=lambda p: (p.store_id, p.area_code, p.store_name))
         ]
         return Response({"results": results, "next": next_url})

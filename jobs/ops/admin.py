@@ -47,6 +47,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+JOB_FIELDS = (
+    "client",
+    "status_badge",
+    "progress",
+    "images_total",
+    "images_done",
+    "images_failed",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration",
+    "image_links",
+    "store_errors",
+    "callback",
+    "idempotency_key",
+    "visit_table",
+)
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     # Staff see every client's jobs: the API's scoping (selectors.jobs_visible_to) is for clients.
@@ -58,24 +77,7 @@ class JobAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["retry_failed_images", "cancel_jobs"]
-    fields = [
-        "client",
-        "status_badge",
-        "progress",
-        "images_total",
-        "images_done",
-        "images_failed",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "duration",
-        "image_links",
-        "store_errors",
-        "callback",
-        "idempotency_key",
-        "visit_table",
-    ]
-    readonly_fields = fields
+    fields = readonly_fields = JOB_FIELDS
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job):
@@ -125,7 +127,7 @@ class JobAdmin(ReadOnlyAdmin):
             CallbackStatus.PENDING: f"pending ({attempts} so far)",
             CallbackStatus.DELIVERED: f"delivered ({attempts})",
             CallbackStatus.FAILED: f"failed, gave up after {attempts}",
-        }.get(job.callback_status, "not sent yet (the job has not ended)")
+        }.get(CallbackStatus(job.callback_status), "not sent yet (the job has not ended)")
         error = f" — last error: {job.callback_error}" if job.callback_error else ""
         return format_html("{}: {}{}", job.callback_url, state, error)
 
@@ -173,7 +175,7 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.action(description="Retry failed images", permissions=["retry"])
     def retry_failed_images(self, request, queryset):
         for job in queryset:
-            retried = services.retry_failed_images(job.pk)
+            retried = services.retry_failed_images(job_id=job.pk)
             if retried:
                 self.message_user(request, f"Job {job.pk}: {retried} failed images queued again.", messages.SUCCESS)
             else:
@@ -182,11 +184,24 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.action(description="Cancel (skip pending images)", permissions=["retry"])
     def cancel_jobs(self, request, queryset):
         for job in queryset:
-            cancelled = services.cancel_job(job.pk)
+            cancelled = services.cancel_job(job_id=job.pk)
             if cancelled or job.status == Job.Status.ONGOING:
                 self.message_user(request, f"Job {job.pk}: cancelled, {cancelled} pending images skipped.")
             else:
                 self.message_user(request, f"Job {job.pk}: not ongoing, nothing to cancel.", messages.WARNING)
+
+
+IMAGE_FIELDS = (
+    "job_link",
+    "store",
+    "url_link",
+    "status_badge",
+    "width",
+    "height",
+    "perimeter",
+    "error",
+    "processed_at",
+)
 
 
 @admin.register(ImageResult)
@@ -198,8 +213,7 @@ class ImageResultAdmin(ReadOnlyAdmin):
     search_help_text = "A store id."
     ordering = ["-id"]
     show_full_result_count = False
-    fields = ["job_link", "store", "url_link", "status_badge", "width", "height", "perimeter", "error", "processed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = IMAGE_FIELDS
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -25,13 +25,17 @@ ONGOING_SHOWN = 5
 
 def _failed_images_url(cause: str, since: datetime) -> str:
     """The admin's image list of the failed images of `cause` since `since` (an error starts with its cause)."""
-    query = {"status__exact": ImageResult.Status.FAILED, "error__startswith": cause, "processed_at__gte": since}
+    query = {
+        "status__exact": ImageResult.Status.FAILED,
+        "error__startswith": cause,
+        "processed_at__gte": str(since),
+    }
     return f"{reverse('admin:jobs_imageresult_changelist')}?{urlencode(query)}"
 
 
 def _client_jobs_url(client_id: int | None) -> str:
     """The admin's job list filtered to one client's jobs (the anonymous client's: those without one)."""
-    query = {"client__isnull": "True"} if client_id is None else {"client__id__exact": client_id}
+    query = {"client__isnull": "True"} if client_id is None else {"client__id__exact": str(client_id)}
     return f"{reverse('admin:jobs_job_changelist')}?{urlencode(query)}"
 
 
@@ -40,7 +44,7 @@ def _client_shares(since: datetime) -> list[dict] | None:
     when API tokens are off (then there is one client, the anonymous one)."""
     if not settings.RETAILPULSE["API_TOKENS"]:
         return None
-    rows = selectors.outcomes_by_client(since)
+    rows = selectors.outcomes_by_client(since=since)
     total = sum(measured + failed for _, _, measured, failed in rows)
     shares = [
         {
@@ -65,20 +69,20 @@ def snapshot(now: datetime | None = None) -> dict:
     now = now or timezone.now()
     since = now.replace(second=0, microsecond=0) - timedelta(minutes=WINDOW_MINUTES - 1)
 
-    counts = selectors.outcomes_per_minute(since)
+    counts = selectors.outcomes_per_minute(since=since)
     minutes = []
     for offset in range(WINDOW_MINUTES):
         minute = since + timedelta(minutes=offset)
         measured, failed = counts.get(minute, (0, 0))
         minutes.append({"minute": minute, "measured": measured, "failed": failed})
 
-    ongoing, oldest = selectors.ongoing_jobs(ONGOING_SHOWN)
-    last_outcomes = selectors.last_outcome_by_worker(since)
+    ongoing, oldest = selectors.ongoing_jobs(limit=ONGOING_SHOWN)
+    last_outcomes = selectors.last_outcome_by_worker(since=since)
     clusters = []
     for stat in sorted(heartbeat.live_clusters(), key=lambda stat: (stat.host, str(stat.cluster_id))):
         workers = []
         for pid in sorted(stat.workers):
-            name = worker_name(stat.host, pid)
+            name = worker_name(host=stat.host, pid=pid)
             last = last_outcomes.get(name)
             workers.append({"name": name, "last_outcome": last, "last_outcome_age": _age(now, last)})
         clusters.append(
@@ -111,12 +115,12 @@ def snapshot(now: datetime | None = None) -> dict:
                 for job in oldest
             ],
         },
-        "queue": selectors.chunk_queue(now),
+        "queue": selectors.chunk_queue(now=now),
         "clusters": clusters,
         "workers": sum(len(cluster["workers"]) for cluster in clusters),
         "failure_causes": [
             {"cause": cause, "images": images, "url": _failed_images_url(cause, since)}
-            for cause, images in selectors.failure_causes(since, CAUSES_SHOWN)
+            for cause, images in selectors.failure_causes(since=since, limit=CAUSES_SHOWN)
         ],
         "clients": _client_shares(since),
     }

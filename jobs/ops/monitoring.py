@@ -7,9 +7,10 @@ Any web process answers the same. The qcluster heartbeat is django-q2's cluster 
 qcluster writes every half second to the shared "cluster" cache (a database table).
 """
 
+from typing import NamedTuple
+
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
 from prometheus_client import CollectorRegistry
@@ -17,69 +18,82 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from jobs import selectors
-from jobs.models import CallbackStatus, Chunk, Job
 from jobs.ops.heartbeat import HEARTBEAT_MAX_AGE, live_clusters
 
 # Seconds for one chunk of up to CHUNK_SIZE images, fetched IN_FLIGHT at a time.
 FETCH_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
+class Check(NamedTuple):
+    """One readiness check: passed, or what is wrong."""
+
+    ok: bool
+    detail: str = "ok"
+
+    @classmethod
+    def failed(cls, detail: str) -> "Check":
+        return cls(False, detail)
+
+
+PASSED = Check(True)
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def readiness() -> dict[str, str]:
-    """Each check's name and "ok", or what is wrong."""
+def readiness() -> dict[str, Check]:
+    """Each check by name."""
     checks = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        checks["database"] = "ok"
+        checks["database"] = PASSED
     except DatabaseError as exc:
-        checks["database"] = f"unreachable: {_first_line(exc)}"
+        checks["database"] = Check.failed(f"unreachable: {_first_line(exc)}")
     try:
         get_broker().queue_size()
-        checks["queue"] = "ok"
+        checks["queue"] = PASSED
     except DatabaseError as exc:
-        checks["queue"] = f"unreachable: {_first_line(exc)}"
+        checks["queue"] = Check.failed(f"unreachable: {_first_line(exc)}")
     try:
         clusters = live_clusters()
-        checks["cluster"] = "ok" if clusters else f"no qcluster heartbeat in the last {HEARTBEAT_MAX_AGE:g} s"
+        checks["cluster"] = (
+            PASSED if clusters else Check.failed(f"no qcluster heartbeat in the last {HEARTBEAT_MAX_AGE:g} s")
+        )
     except DatabaseError as exc:
-        checks["cluster"] = f"cannot read the heartbeat: {_first_line(exc)}"
+        checks["cluster"] = Check.failed(f"cannot read the heartbeat: {_first_line(exc)}")
     try:
         checks["progress"] = _progress()
     except DatabaseError as exc:
-        checks["progress"] = f"cannot read the jobs: {_first_line(exc)}"
+        checks["progress"] = Check.failed(f"cannot read the jobs: {_first_line(exc)}")
     return checks
 
 
-def _progress() -> str:
-    """A heartbeat says a cluster lives, not that it works: "ok" unless chunks wait and no image
+def _progress() -> Check:
+    """A heartbeat says a cluster lives, not that it works: passed unless chunks wait and no image
     outcome was recorded for READY_PROGRESS_AFTER seconds."""
     limit = settings.RETAILPULSE["READY_PROGRESS_AFTER"]
-    waiting = Chunk.objects.filter(state=Chunk.State.PENDING).count()
+    waiting = selectors.pending_chunk_count()
     if not waiting:
-        return "ok"
-    latest = Job.objects.filter(status=Job.Status.ONGOING).aggregate(latest=Max("progressed_at"))["latest"]
+        return PASSED
+    latest = selectors.latest_progress()
     idle = (timezone.now() - latest).total_seconds() if latest else 0.0
     if idle <= limit:
-        return "ok"
-    return f"no image outcome for {idle:.0f} s while {waiting} chunks wait (limit {limit} s)"
+        return PASSED
+    return Check.failed(f"no image outcome for {idle:.0f} s while {waiting} chunks wait (limit {limit} s)")
 
 
 class RetailPulseCollector(Collector):
     """Every metric, computed from the database at scrape time."""
 
     def collect(self):
-        by_status = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
         jobs = GaugeMetricFamily("retailpulse_jobs", "Jobs by status.", labels=["status"])
-        for status in Job.Status.values:
-            jobs.add_metric([status], by_status.get(status, 0))
+        for status, count in selectors.jobs_by_status().items():
+            jobs.add_metric([status], count)
         yield jobs
 
-        totals = Job.objects.aggregate(total=Sum("images_total"), done=Sum("images_done"), failed=Sum("images_failed"))
-        total, done, failed = (totals[k] or 0 for k in ("total", "done", "failed"))
+        total, done, failed = selectors.image_totals()
         images = GaugeMetricFamily(
             "retailpulse_images",
             "Images of all jobs by outcome: done (measured), failed, pending (not yet processed).",
@@ -100,7 +114,7 @@ class RetailPulseCollector(Collector):
         queue.add_metric(["taken"], broker.lock_size())
         yield queue
 
-        counts = selectors.chunk_queue(timezone.now())
+        counts = selectors.chunk_queue(now=timezone.now())
         chunks = GaugeMetricFamily(
             "retailpulse_chunks_unfinished",
             "Chunks not yet done: held (a worker's lease runs) and free (waiting for a claim, or backing off).",
@@ -110,29 +124,20 @@ class RetailPulseCollector(Collector):
             chunks.add_metric([state], counts[state])
         yield chunks
 
-        timed = Chunk.objects.filter(fetch_seconds__isnull=False)
-        buckets = timed.aggregate(
-            count=Count("id"),
-            sum=Sum("fetch_seconds"),
-            **{f"le{i}": Count("id", filter=Q(fetch_seconds__lte=le)) for i, le in enumerate(FETCH_BUCKETS)},
-        )
+        histogram = selectors.chunk_fetch_histogram(buckets=FETCH_BUCKETS)
         yield HistogramMetricFamily(
             "retailpulse_chunk_fetch_seconds",
             "Seconds the task of one chunk (up to CHUNK_SIZE images, IN_FLIGHT at a time) took to fetch and "
             "measure its images, summed over its claims.",
-            buckets=[(f"{le:g}", buckets[f"le{i}"]) for i, le in enumerate(FETCH_BUCKETS)]
-            + [("+Inf", buckets["count"])],
-            sum_value=buckets["sum"] or 0.0,
+            buckets=[(f"{le:g}", count) for le, count in histogram.buckets] + [("+Inf", histogram.chunks)],
+            sum_value=histogram.seconds,
         )
 
-        callback_states = dict(
-            Job.objects.exclude(callback_status="").order_by().values_list("callback_status").annotate(n=Count("id"))
-        )
         callbacks = GaugeMetricFamily(
             "retailpulse_callbacks", "Jobs' latest completion callbacks by status.", labels=["status"]
         )
-        for status in (CallbackStatus.PENDING, CallbackStatus.DELIVERED, CallbackStatus.FAILED):
-            callbacks.add_metric([status.value], callback_states.get(status.value, 0))
+        for status, count in selectors.callbacks_by_status().items():
+            callbacks.add_metric([status], count)
         yield callbacks
 
         clusters = live_clusters()

@@ -20,8 +20,12 @@ def healthz(request):
 def readyz(request):
     """Readiness: the database and the queue answer, a qcluster has a recent heartbeat, work progresses."""
     checks = monitoring.readiness()
-    ready = all(result == "ok" for result in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    ready = all(check.ok for check in checks.values())
+    body = {
+        "status": "ok" if ready else "unavailable",
+        "checks": {name: check.detail for name, check in checks.items()},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 @require_GET

@@ -2,9 +2,10 @@
 chunks (cutting a job up, claiming under a lease), outcomes (image results, ending a job),
 callbacks (the completion POST), operations (what operators do from the admin)."""
 
-from jobs.services.callbacks import record_callback_attempt
+from jobs.services.callbacks import CallbackAttempt, record_callback_attempt
 from jobs.services.chunks import (
     Claim,
+    ClaimEnd,
     add_chunks,
     chunk_sizes,
     claim_chunk,
@@ -16,25 +17,30 @@ from jobs.services.chunks import (
     wake_workers,
 )
 from jobs.services.operations import cancel_job, retry_failed_images
-from jobs.services.outcomes import prune_outcome_counts, record_outcomes
+from jobs.services.outcomes import Outcome, prune_outcome_counts, record_outcomes
 from jobs.services.submission import (
     UNKNOWN_STORE,
     IdempotencyKeyReused,
     QuotaExceeded,
     Submission,
     VisitInput,
+    body_fingerprint,
     create_job,
     submit_job,
 )
 
 __all__ = [
     "UNKNOWN_STORE",
+    "CallbackAttempt",
     "Claim",
+    "ClaimEnd",
     "IdempotencyKeyReused",
+    "Outcome",
     "QuotaExceeded",
     "Submission",
     "VisitInput",
     "add_chunks",
+    "body_fingerprint",
     "cancel_job",
     "chunk_sizes",
     "claim_chunk",

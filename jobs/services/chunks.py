@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
@@ -22,13 +23,24 @@ from django.utils import timezone
 
 from jobs import selectors
 from jobs.models import Chunk, ImageResult, Job
-from jobs.services.outcomes import record_outcomes, worker_name
+from jobs.services.outcomes import Outcome, record_outcomes, worker_name
 from jobs.services.queue import enqueue
-from jobs.worker.processing import Outcome
 
 MIN_CHUNK_SIZE = 100  # images: below this, a chunk's own claim and writes cost more than they spread
 
+log = logging.getLogger(__name__)
 events = logging.getLogger("retailpulse.events")
+
+
+class ClaimEnd(StrEnum):
+    """How a worker's claim of a chunk ended (the text is what the task's result and the log say)."""
+
+    DONE = "done"
+    HANDED_BACK = "handed back"  # its deadline passed, or it made way: any worker may claim it at once
+    LOST = "lost its lease: another worker took the chunk over"
+    BACKING_OFF = "an attempt failed: handed back with a backoff"
+    GAVE_UP = "gave up: its remaining images failed"
+    IN_BACKGROUND = "fetched: its last images finish their GPU work in the background"
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class Claim:
     id: str  # random: a worker that lost its lease cannot mistake the next holder's claim for its own
 
 
-def chunk_sizes(images: int) -> list[int]:
+def chunk_sizes(*, images: int) -> list[int]:
     """How many images each chunk of a job gets: at most CHUNK_SIZE, in a multiple of the worker
     count of nearly equal chunks, unless that would make them smaller than MIN_CHUNK_SIZE.
 
@@ -55,12 +67,12 @@ def chunk_sizes(images: int) -> list[int]:
     return [size + 1] * bigger + [size] * (count - bigger)
 
 
-def add_chunks(job_id: int, image_ids: list[int]) -> None:
+def add_chunks(*, job_id: int, image_ids: list[int]) -> None:
     """Split image ids (ascending) into new chunks numbered after the job's last one; wake workers."""
     last = Chunk.objects.filter(job_id=job_id).order_by("-number").values_list("number", flat=True).first()
     start = 0 if last is None else last + 1
     chunks, first = [], 0
-    for number, size in enumerate(chunk_sizes(len(image_ids)), start=start):
+    for number, size in enumerate(chunk_sizes(images=len(image_ids)), start=start):
         chunks.append(
             Chunk(
                 job_id=job_id, number=number, first_image_id=image_ids[first], last_image_id=image_ids[first + size - 1]
@@ -70,7 +82,7 @@ def add_chunks(job_id: int, image_ids: list[int]) -> None:
     if not chunks:
         return
     Chunk.objects.bulk_create(chunks)
-    wake_workers(min(len(chunks), settings.Q_CLUSTER["workers"]))
+    wake_workers(count=min(len(chunks), settings.Q_CLUSTER["workers"]))
     _make_way()
 
 
@@ -86,19 +98,15 @@ def _make_way() -> None:
     and only one wider than a worker's images in flight: a narrower one has all its images in
     flight already, and ends about as soon as it would make way.
     """
-    running = list(  # a few rows (chunks held now): one query, decided here
-        Chunk.objects.filter(state=Chunk.State.PENDING, leased_until__gt=timezone.now())
-        .order_by()
-        .values_list("pk", "make_way", "first_image_id", "last_image_id", named=True)
-    )
+    running = selectors.held_chunks(now=timezone.now())
     if len(running) < settings.Q_CLUSTER["workers"] or any(chunk.make_way for chunk in running):
         return
-    widest = max(running, key=lambda chunk: (chunk.last_image_id - chunk.first_image_id, -chunk.pk))
-    if widest.last_image_id - widest.first_image_id >= settings.RETAILPULSE["IN_FLIGHT"]:
-        Chunk.objects.filter(pk=widest.pk).update(make_way=True)
+    widest = max(running, key=lambda chunk: (chunk.images, -chunk.id))
+    if widest.images > settings.RETAILPULSE["IN_FLIGHT"]:
+        Chunk.objects.filter(pk=widest.id).update(make_way=True)
 
 
-def wake_workers(count: int = 1) -> None:
+def wake_workers(*, count: int = 1) -> None:
     """Queue `count` tasks that each claim the next chunk: any worker of any cluster may run them."""
     for _ in range(count):
         enqueue("jobs.tasks.work_on_next_chunk", task_name="claim-next-chunk")
@@ -122,13 +130,13 @@ def claim_chunk() -> Claim | None:
     with transaction.atomic():
         # The chunks held now are a few (one per busy worker): counted here once, then looked up per
         # candidate, rather than counted again for every pending chunk (quadratic in a backlog).
-        held = selectors.held_chunks(now)
+        held = selectors.held_chunks(now=now)
         chunk = (
-            selectors.claimable_chunks(now)
+            selectors.claimable_chunks(now=now)
             .annotate(owner=Coalesce("job__client_id", 0))
             .annotate(
-                held_by_client=_count_of("owner", Counter(client for _job, client in held)),
-                held_in_job=_count_of("job_id", Counter(job for job, _client in held)),
+                held_by_client=_count_of("owner", Counter(chunk.client_id for chunk in held)),
+                held_in_job=_count_of("job_id", Counter(chunk.job_id for chunk in held)),
             )
             .order_by("held_by_client", "held_in_job", F("job__started_at").asc(nulls_first=True), "job_id", "number")
             .select_for_update(skip_locked=True, of=("self",))
@@ -159,18 +167,18 @@ def _count_of(field: str, counts: Counter) -> Case | Value:
     return Case(*(When(**{field: key}, then=Value(count)) for key, count in counts.items()), default=Value(0))
 
 
-def renew_lease(claim: Claim) -> bool:
+def renew_lease(*, claim: Claim) -> bool:
     """Extend the claim's lease; False if it is lost (it ran out and another worker took the chunk,
     or an operator cancelled the job)."""
     return bool(Chunk.objects.filter(pk=claim.chunk.pk, claim=claim.id).update(leased_until=_lease_end()))
 
 
-def end_claim(claim: Claim, fetch_seconds: float) -> str:
+def end_claim(*, claim: Claim, fetch_seconds: float) -> ClaimEnd:
     """Close the chunk if none of its images is pending, else hand it back for any worker to claim
     (the deadline, or making way: not counted against anything). A lost claim changes nothing."""
     with transaction.atomic():
         mine = Chunk.objects.filter(pk=claim.chunk.pk, claim=claim.id)
-        pending = selectors.chunk_pending_images(claim.chunk).exists()
+        pending = selectors.chunk_pending_images(chunk=claim.chunk).exists()
         ended = mine.update(
             state=Chunk.State.PENDING if pending else Chunk.State.DONE,
             claim="",
@@ -179,11 +187,11 @@ def end_claim(claim: Claim, fetch_seconds: float) -> str:
             fetch_seconds=Coalesce(F("fetch_seconds"), 0.0) + fetch_seconds,
         )
     if not ended:
-        return "lost its lease"
-    return "handed back" if pending else "done"
+        return ClaimEnd.LOST
+    return ClaimEnd.HANDED_BACK if pending else ClaimEnd.DONE
 
 
-def record_chunk_error(claim: Claim, error: str) -> str:
+def record_chunk_error(*, claim: Claim, error: str) -> ClaimEnd:
     """An attempt raised: hand the chunk back with exponential backoff, or after CHUNK_ATTEMPTS
     attempts fail its pending images with the error's text."""
     attempts = settings.RETAILPULSE["CHUNK_ATTEMPTS"]
@@ -193,18 +201,26 @@ def record_chunk_error(claim: Claim, error: str) -> str:
         if not Chunk.objects.filter(pk=claim.chunk.pk, claim=claim.id).update(
             errors=errors, last_error=error, not_before=timezone.now() + backoff, claim="", leased_until=None
         ):
-            return "lost its lease"
+            return ClaimEnd.LOST
         if errors < attempts:
-            return f"attempt {errors} of {attempts} failed, retried in {backoff.seconds} s"
-        fail_chunk(claim.chunk, f"gave up after {errors} attempts: {error}")
-    return "gave up"
+            log.warning(
+                "chunk %s of job %s: attempt %s of %s failed, retried in %s s",
+                claim.chunk.number,
+                claim.chunk.job_id,
+                errors,
+                attempts,
+                backoff.seconds,
+            )
+            return ClaimEnd.BACKING_OFF
+        fail_chunk(chunk=claim.chunk, reason=f"gave up after {errors} attempts: {error}")
+    return ClaimEnd.GAVE_UP
 
 
-def fail_chunk(chunk: Chunk, reason: str) -> None:
+def fail_chunk(*, chunk: Chunk, reason: str) -> None:
     """Fail the chunk's pending images with `reason` and close it."""
     with transaction.atomic():
-        pending = selectors.chunk_pending_images(chunk)
-        record_outcomes(chunk.job_id, [Outcome(image_id, error=reason) for image_id, _url in pending])
+        pending = selectors.chunk_pending_images(chunk=chunk)
+        record_outcomes(job_id=chunk.job_id, outcomes=[Outcome(image_id, error=reason) for image_id, _url in pending])
         Chunk.objects.filter(pk=chunk.pk).update(state=Chunk.State.DONE, claim="", leased_until=None)
 
 
@@ -233,7 +249,7 @@ def requeue_stalled_jobs() -> list[int]:
             orphans = ImageResult.objects.filter(job_id=job_id, status=ImageResult.Status.PENDING)
             if covered:
                 orphans = orphans.exclude(covered)
-            add_chunks(job_id, list(orphans.order_by("id").values_list("id", flat=True)))
+            add_chunks(job_id=job_id, image_ids=list(orphans.order_by("id").values_list("id", flat=True)))
             wake_workers()
         events.warning(
             "job %s stalled: its unfinished work is queued again",

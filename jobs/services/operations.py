@@ -10,7 +10,7 @@ from jobs.services.outcomes import count_outcomes, failure_cause, finish_job_if_
 from stores.models import Store
 
 
-def retry_failed_images(job_id: int) -> int:
+def retry_failed_images(*, job_id: int) -> int:
     """Send a finished job's failed images back to work; return how many.
 
     Images of a store that is still not in the master stay failed. A store added to the master
@@ -31,12 +31,12 @@ def retry_failed_images(job_id: int) -> int:
         Job.objects.filter(pk=job_id).update(
             status=Job.Status.ONGOING, images_failed=F("images_failed") - len(ids), errors=[], finished_at=None
         )
-        add_chunks(job_id, ids)
-        finish_job_if_complete(job_id)
+        add_chunks(job_id=job_id, image_ids=ids)
+        finish_job_if_complete(job_id=job_id)
     return len(ids)
 
 
-def cancel_job(job_id: int, reason: str = "job cancelled by an operator") -> int:
+def cancel_job(*, job_id: int, reason: str = "job cancelled by an operator") -> int:
     """Fail every pending image of an ongoing job with `reason`; return how many.
 
     Chunks held now lose their lease (their workers stop at their next renewal), and whatever
@@ -50,6 +50,6 @@ def cancel_job(job_id: int, reason: str = "job cancelled by an operator") -> int
         now = timezone.now()
         cancelled = pending.update(status=ImageResult.Status.FAILED, error=reason, processed_at=now)
         Job.objects.filter(pk=job_id).update(images_failed=F("images_failed") + cancelled)
-        count_outcomes(job_id, "", now, {failure_cause(reason): cancelled})
-        finish_job_if_complete(job_id)
+        count_outcomes(job_id=job_id, worker="", at=now, images_by_cause={failure_cause(reason): cancelled})
+        finish_job_if_complete(job_id=job_id)
     return cancelled

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,11 +25,21 @@ from django.utils import timezone
 from jobs import selectors
 from jobs.models import ImageResult, Job, OutcomeCount
 from jobs.services.callbacks import queue_callback
-from jobs.worker.processing import Outcome
 
 # One structured line per job event (created, started, finished), per failed image and per callback
 # attempt: the message reads well as text, the `extra` fields are what LOG_FORMAT=json shows.
 events = logging.getLogger("retailpulse.events")
+
+
+class Outcome(NamedTuple):
+    """What became of one image: its size, or why it failed. Made per image on the fetching's hot
+    path, where a NamedTuple is the cheapest record."""
+
+    image_id: int
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+
 
 CAUSE_MAX_LENGTH = OutcomeCount._meta.get_field("cause").max_length
 # An error's cause is its text up to the first detail: "HTTP 404", "timed out after 30 s",
@@ -36,7 +47,7 @@ CAUSE_MAX_LENGTH = OutcomeCount._meta.get_field("cause").max_length
 _CAUSE_END = re.compile(r"[:(]")
 
 
-def worker_name(host: str | None = None, pid: int | None = None) -> str:
+def worker_name(*, host: str | None = None, pid: int | None = None) -> str:
     """A worker process as chunks, outcome counts and the dashboard name it: "host pid" (by default
     this process)."""
     return f"{host or socket.gethostname()} {pid or os.getpid()}"
@@ -90,15 +101,18 @@ def _set_pending_images(status: str, at, columns: dict[str, str], rows: list[tup
         return changed
 
 
-def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
+def record_outcomes(*, job_id: int, outcomes: Iterable[Outcome]) -> None:
     """Write a batch of image outcomes and add what really changed to the job's counters."""
     recorded_at = timezone.now()
     now = connection.ops.adapt_datetimefield_value(recorded_at)
-    done_rows, failed_rows = [], []
+    done_rows: list[tuple] = []
+    failed_rows: list[tuple] = []
     for o in outcomes:
         if o.error:
             failed_rows.append((o.image_id, o.error))
         else:
+            assert o.width is not None, "a measured image has a size"
+            assert o.height is not None, "a measured image has a size"
             done_rows.append((o.image_id, o.width, o.height, 2 * (o.width + o.height), ""))
     with transaction.atomic():
         done = _set_pending_images(
@@ -108,16 +122,16 @@ def record_outcomes(job_id: int, outcomes: Iterable[Outcome]) -> None:
             done_rows,
         )
         failed = _set_pending_images(ImageResult.Status.FAILED.value, now, {"error": "text"}, failed_rows)
-        causes = Counter()
+        causes: Counter[str] = Counter()
         if failed:
             failed_images = _images_failed_by(failed_rows, recorded_at)
             _log_failed_images(job_id, failed_images)
             causes.update(failure_cause(error) for *_, error in failed_images)
         if done or failed:
             left = _add_to_counters(job_id, done, failed, now)
-            count_outcomes(job_id, worker_name(), recorded_at, {"": done, **causes})
+            count_outcomes(job_id=job_id, worker=worker_name(), at=recorded_at, images_by_cause={"": done, **causes})
             if left == 0:
-                finish_job_if_complete(job_id)
+                finish_job_if_complete(job_id=job_id)
 
 
 def _add_to_counters(job_id: int, done: int, failed: int, at) -> int | None:
@@ -138,7 +152,7 @@ def _add_to_counters(job_id: int, done: int, failed: int, at) -> int | None:
     return None if row is None else row[0]
 
 
-def count_outcomes(job_id: int, worker: str, at: datetime, images_by_cause: dict[str, int]) -> None:
+def count_outcomes(*, job_id: int, worker: str, at: datetime, images_by_cause: dict[str, int]) -> None:
     """Add images that got an outcome at `at` to the job's counts of that minute, by cause ("" for
     measured): one statement for the whole batch.
 
@@ -165,7 +179,7 @@ def count_outcomes(job_id: int, worker: str, at: datetime, images_by_cause: dict
 PRUNE_SLICE_ROWS = 2000
 
 
-def prune_outcome_counts(now: datetime | None = None, *, slice_rows: int = PRUNE_SLICE_ROWS) -> int:
+def prune_outcome_counts(*, now: datetime | None = None, slice_rows: int = PRUNE_SLICE_ROWS) -> int:
     """Delete the outcome counts older than RETAILPULSE_OUTCOME_COUNTS_DAYS; returns how many went.
 
     `slice_rows` rows per DELETE, each its own transaction, oldest first: on SQLite every worker's
@@ -215,7 +229,7 @@ def _log_failed_images(job_id: int, failed_images: list[tuple]) -> None:
         )
 
 
-def finish_job_if_complete(job_id: int) -> None:
+def finish_job_if_complete(*, job_id: int) -> None:
     """Mark the job completed or failed once every image is done or failed: exactly once.
 
     The one place a job ends (at submit, after its last outcome, on cancel, or again after a retry),
@@ -231,7 +245,7 @@ def finish_job_if_complete(job_id: int) -> None:
         return
     job = Job.objects.get(pk=job_id)
     if job.status == Job.Status.FAILED:  # a completed job has no errors to list
-        Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id))
+        Job.objects.filter(pk=job_id).update(errors=selectors.store_errors(job_id=job_id))
         job.refresh_from_db(fields=["errors"])  # as the database returns them (jsonb orders keys), as status does
     events.info(
         "job %s finished: %s (%s done, %s failed of %s images)",
@@ -251,4 +265,4 @@ def finish_job_if_complete(job_id: int) -> None:
         },
     )
     if job.callback_url:
-        queue_callback(job)
+        queue_callback(job=job)

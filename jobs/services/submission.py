@@ -1,5 +1,7 @@
 """Submitting a job: its visits and image rows in one transaction, then its chunks."""
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,36 +52,46 @@ class QuotaExceeded(Exception):
         )
 
 
+def body_fingerprint(*, body: object) -> str:
+    """SHA-256 of a submit's body as canonical JSON (key order and spacing do not matter): tells a
+    retried submit from another body under the same idempotency key."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def submit_job(
-    visits: list[VisitInput],
     *,
+    visits: list[VisitInput],
     client: User | None = None,
     callback_url: str = "",
     idempotency_key: str | None = None,
-    fingerprint: str = "",
+    body: object = None,
 ) -> Submission:
     """Create the client's job, or with an idempotency key the client already used for the same
     body, return that job.
 
-    `fingerprint` identifies the body (see SubmitJobSerializer.fingerprint); the same key with
-    another body raises IdempotencyKeyReused. Two submits racing with one key create one job: the
-    unique key makes the second insert fail (or, under a quota, the first one's images make it
-    raise QuotaExceeded), and it returns the first one's job.
+    `body` is the submit as the client sent it, whose fingerprint (body_fingerprint) goes with the
+    key; the same key with another body raises IdempotencyKeyReused. Two submits racing with one key
+    create one job: the unique key makes the second insert fail (or, under a quota, the first one's
+    images make it raise QuotaExceeded), and it returns the first one's job.
     """
+    fingerprint = "" if idempotency_key is None else body_fingerprint(body=body)
     if idempotency_key is not None:
-        earlier = selectors.job_by_idempotency_key(client, idempotency_key)
+        earlier = selectors.job_by_idempotency_key(client=client, key=idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
     try:
         job = create_job(
-            visits,
+            visits=visits,
             client=client,
             callback_url=callback_url,
             idempotency_key=idempotency_key,
             idempotency_fingerprint=fingerprint,
         )
     except (IntegrityError, QuotaExceeded):
-        earlier = selectors.job_by_idempotency_key(client, idempotency_key) if idempotency_key is not None else None
+        earlier = (
+            None if idempotency_key is None else selectors.job_by_idempotency_key(client=client, key=idempotency_key)
+        )
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
@@ -93,8 +105,8 @@ def _replay(job: Job, fingerprint: str) -> Submission:
 
 
 def create_job(
-    visits: list[VisitInput],
     *,
+    visits: list[VisitInput],
     client: User | None = None,
     callback_url: str = "",
     idempotency_key: str | None = None,
@@ -142,16 +154,18 @@ def create_job(
         failed_now = _insert_images(job, visit_rows, visits)
         if failed_now:
             Job.objects.filter(pk=job.pk).update(images_failed=failed_now)
-            count_outcomes(job.pk, "", timezone.now(), {failure_cause(UNKNOWN_STORE): failed_now})
+            count_outcomes(
+                job_id=job.pk, worker="", at=timezone.now(), images_by_cause={failure_cause(UNKNOWN_STORE): failed_now}
+            )
 
         pending_ids = list(
             ImageResult.objects.filter(job=job, status=ImageResult.Status.PENDING)
             .order_by("id")
             .values_list("id", flat=True)
         )
-        add_chunks(job.pk, pending_ids)
+        add_chunks(job_id=job.pk, image_ids=pending_ids)
         if not pending_ids:  # every image failed at once (unknown stores), or there are none
-            finish_job_if_complete(job.pk)
+            finish_job_if_complete(job_id=job.pk)
     job.refresh_from_db()
     return job
 
@@ -171,7 +185,7 @@ def _check_quota(client: User | None, images: int) -> None:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [QUOTA_LOCK, client.pk if client else 0]
             )
-    pending = selectors.pending_images(client)
+    pending = selectors.pending_images(client=client)
     if pending + images > limit:
         raise QuotaExceeded(limit, pending, images)
 
@@ -185,7 +199,8 @@ def _insert_images(job: Job, visit_rows: list[Visit], visits: list[VisitInput]) 
     """
     pending, failed = ImageResult.Status.PENDING.value, ImageResult.Status.FAILED.value
     failed_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    rows, job_id = [], job.pk
+    rows: list[tuple] = []
+    job_id = job.pk
     for visit, visit_input in zip(visit_rows, visits, strict=True):
         # A store that is not in the master fails its images at once; the other visits go on.
         status, error, at = (pending, "", None) if visit.store_id else (failed, UNKNOWN_STORE, failed_at)

@@ -50,7 +50,9 @@ def create_job(*visits: tuple[str, int]) -> Job:
     are never fetched (no worker runs in these tests)."""
     when = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
     return services.create_job(
-        [services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], when) for s, k in visits]
+        visits=[
+            services.VisitInput(s, [f"https://img.example.com/{s}/{n}.jpg" for n in range(k)], when) for s, k in visits
+        ]
     )
 
 

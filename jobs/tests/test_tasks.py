@@ -11,6 +11,7 @@ from django_q.models import OrmQ
 from conftest import BASE_DIR
 from jobs import tasks
 from jobs.models import Chunk, ImageResult, Job
+from jobs.services import ClaimEnd
 from jobs.tests.helpers import submit, visit, wait_for_job
 from jobs.tests.image_samples import MEASURED, REFUSED
 from stores.models import Store
@@ -241,11 +242,11 @@ def test_a_worker_takes_the_next_chunk_while_the_last_images_finish_their_gpu_wo
     second = submit(client, [visit("S2", image_server.url("/img/6x4.png"))]).json()["job_id"]
 
     started = time.monotonic()
-    assert tasks.work_on_next_chunk() == f"job {first} chunk 0: {tasks.IN_BACKGROUND}"
+    assert tasks.work_on_next_chunk() == f"job {first} chunk 0: {ClaimEnd.IN_BACKGROUND}"
     # Fetched, not yet through its GPU stage: still pending, and the chunk still held.
     assert ImageResult.objects.get(job_id=first).status == "pending"
     assert Chunk.objects.get(job_id=first).claim != ""
-    assert tasks.work_on_next_chunk() == f"job {second} chunk 0: {tasks.IN_BACKGROUND}"
+    assert tasks.work_on_next_chunk() == f"job {second} chunk 0: {ClaimEnd.IN_BACKGROUND}"
     assert time.monotonic() - started < 2.0  # the second fetched within the first one's GPU stage
 
     for job_id, size in ((first, (4, 4)), (second, (6, 4))):

@@ -54,8 +54,8 @@ async def _post(url: str, payload: bytes, headers: dict[str, str], limits: imagi
             raise imaging.ImageError(f"HTTP {response.status}")
 
 
-def post(url: str, body: dict, *, delivery_id: str, attempt: int) -> str:
-    """POST the body, signed; return "" when the receiver answered 2xx, else why not."""
+def post(url: str, body: dict, *, delivery_id: str, attempt: int) -> str | None:
+    """POST the body, signed; None when the receiver answered 2xx, else why not."""
     payload = render(body)
     headers = {
         "Content-Type": "application/json",
@@ -77,4 +77,4 @@ def post(url: str, body: dict, *, delivery_id: str, attempt: int) -> str:
         return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
     except (aiohttp.ClientError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    return ""
+    return None

@@ -16,11 +16,12 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Generator
+from typing import Any
 
 import aiohttp
 
+from jobs.services.outcomes import Outcome
 from jobs.worker import imaging
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,6 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.5  # seconds: the longest a finished image waits before it is written
 FLUSH_SIZE = 1000  # images: the most written in one transaction
 STOP_GRACE = 5.0  # seconds the fetcher gets past its deadline to wind down
-
-
-class Outcome(NamedTuple):
-    """One per image, made on the fetching's hot path: a NamedTuple costs less to make than a frozen
-    dataclass (docs/performance.md, "Where the CPU goes")."""
-
-    image_id: int
-    width: int | None = None
-    height: int | None = None
-    error: str = ""
-
-
-_FINISHED = object()
 
 
 class _FetchLoop:
@@ -78,7 +66,7 @@ def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
 
 async def _measure_all(
     images: list[tuple[int, str]],
-    report: "queue.SimpleQueue[list[Outcome] | object]",
+    report: "queue.SimpleQueue[list[Outcome] | None]",
     *,
     session: aiohttp.ClientSession,
     limits: imaging.FetchLimits,
@@ -88,21 +76,13 @@ async def _measure_all(
     stop_fetching: asyncio.Event,
     fetched: threading.Event,
 ) -> None:
-    """Measure the images in two stages and put their outcomes on `report` in batches, at least one
-    every FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image
-    hangs).
+    """Measure the images and put their outcomes on `report` in batches, at least one every
+    FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image hangs).
 
-    The fetch stage downloads `in_flight` images at a time and reads their sizes; each measured image
-    then goes through the simulated GPU work, a timer that holds no fetch slot, so a few fetches in
-    flight keep the CPU busy whatever the delay. The GPU stage has no bound of its own: a timer costs
-    no CPU. A failed image skips it.
-
-    `stop_fetching` cancels the fetches in flight (those images stay pending) and starts no more;
-    the images already downloaded still finish their GPU work, at most the delay's upper bound.
-    `fetched` is set when nothing is left but images in their GPU stage.
-
-    A fixed pool of fetching coroutines taking the next image in turn, timers rather than a task per
-    image, and batches rather than single outcomes across threads: each costs the worker less CPU.
+    Two stages: `in_flight` fetching coroutines take the next image in turn (download, read the
+    size); a measured image then waits out its simulated GPU work as a timer, holding no fetch slot.
+    `stop_fetching` cancels the fetches in flight (those images stay pending); what is downloaded
+    still finishes its GPU work. `fetched` is set when only the GPU stage is left.
     """
     loop = asyncio.get_running_loop()
     fetcher = imaging.ImageFetcher(session, limits)
@@ -118,7 +98,8 @@ async def _measure_all(
         batch = []
 
     def finish(outcome: Outcome, timer: asyncio.TimerHandle | None = None) -> None:
-        in_gpu.discard(timer)
+        if timer is not None:
+            in_gpu.discard(timer)
         batch.append(outcome)
         if len(batch) >= FLUSH_SIZE:
             hand_over()
@@ -126,7 +107,7 @@ async def _measure_all(
             gpu_drained.set()
 
     def simulate_gpu_work(outcome: Outcome) -> None:
-        timer = loop.call_later(random.uniform(*gpu_delay), lambda: finish(outcome, timer))
+        timer: asyncio.TimerHandle = loop.call_later(random.uniform(*gpu_delay), lambda: finish(outcome, timer))
         in_gpu.add(timer)
         gpu_drained.clear()
 
@@ -152,8 +133,8 @@ async def _measure_all(
             hand_over()
 
     flusher = asyncio.create_task(hand_over_regularly())
-    fetching = asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
-    stopped = asyncio.ensure_future(stop_fetching.wait())
+    fetching: asyncio.Future[Any] = asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop_fetching.wait())
     try:
         async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
             await asyncio.wait([fetching, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -171,7 +152,7 @@ async def _measure_all(
             timer.cancel()
         flusher.cancel()
         hand_over()
-        report.put(_FINISHED)
+        report.put(None)  # finished
 
 
 def measure_images(
@@ -183,7 +164,7 @@ def measure_images(
     deadline: float,
     stop: threading.Event | None = None,
     fetched: threading.Event | None = None,
-) -> Iterator[list[Outcome]]:
+) -> Generator[list[Outcome], None, None]:
     """Yield outcomes in batches as images finish (an empty one at least every FLUSH_EVERY), until
     all are done or `deadline` (monotonic).
 
@@ -197,7 +178,7 @@ def measure_images(
     simulated GPU work: the rest can be taken by another thread while this one starts the next
     fetches.
     """
-    report: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
+    report: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()
     fetch = _fetch_loop(limits, in_flight)
     stop_fetching = asyncio.Event()  # set on the loop's thread: asyncio objects are not thread-safe
     measuring = fetch.run(
@@ -220,7 +201,7 @@ def measure_images(
             except queue.Empty:
                 log.error("image fetcher did not stop at its deadline; leaving it behind")
                 break
-            if batch is _FINISHED:
+            if batch is None:  # finished
                 break
             yield batch
             if stop is not None and stop.is_set():

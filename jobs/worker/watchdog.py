@@ -19,7 +19,8 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
-from jobs import selectors, services, tasks
+from jobs import selectors, services
+from jobs.worker import runner
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,18 @@ def _watch() -> None:
     idle_while_waiting = 0  # checks in a row that found chunks waiting and this process idle
     while True:
         time.sleep(settings.RETAILPULSE["WATCH_EVERY"])
-        if tasks.measuring.locked():
+        if runner.measuring.locked():
             idle_while_waiting = 0
             continue
         try:
-            if not selectors.chunks_wait():
+            if not selectors.any_chunk_claimable():
                 idle_while_waiting = 0
             elif idle_while_waiting < STUCK_CYCLES:
                 services.wake_workers()
                 idle_while_waiting += 1
             else:
                 log.warning("tasks do not reach this worker process: it measures a chunk itself")
-                log.info("watchdog: %s", tasks.work_on_next_chunk())
+                log.info("watchdog: %s", runner.work_on_next_chunk())
                 idle_while_waiting = 0
         except DatabaseError:
             log.exception("watchdog could not look for unclaimed chunks")

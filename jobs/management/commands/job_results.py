@@ -15,9 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--status", choices=ImageResult.Status.values, help="only images with this status")
 
     def handle(self, *args, job_id: int, format: str, store_id: str | None, status: str | None, **options):
-        if selectors.get_job(job_id) is None:
+        if selectors.get_job(job_id=job_id) is None:
             raise CommandError(f"job {job_id} not found")
-        rows = exports.image_rows(job_id, store_id=store_id, status=status)
+        rows = exports.image_rows(job_id=job_id, store_id=store_id, status=status)
         text = exports.csv_text(rows) if format == "csv" else exports.json_text(rows)
         for piece in text:
             self.stdout.write(piece, ending="")

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
 
-from jobs import selectors, services
+from jobs import services
 from jobs.api.errors import error_message
 from jobs.api.serializers import SubmitJobSerializer, idempotency_key
 from jobs.models import Job
@@ -46,7 +46,13 @@ class Command(BaseCommand):
             if client is None:
                 raise CommandError(f"no client named {options['client']!r}", returncode=EXIT_REFUSED)
         try:
-            submission = serializer.submit(key, client)
+            submission = services.submit_job(
+                visits=serializer.visit_inputs(),
+                client=client,
+                callback_url=serializer.validated_data.get("callback_url", ""),
+                idempotency_key=key,
+                body=data,
+            )
         except (services.IdempotencyKeyReused, services.QuotaExceeded) as exc:
             raise CommandError(f"{payload}: refused: {exc}", returncode=EXIT_REFUSED) from None
         job = submission.job
@@ -73,7 +79,7 @@ class Command(BaseCommand):
         bar = tqdm(total=job.images_total, unit="img", desc=f"job {job.pk}", file=getattr(self.stderr, "_out", None))
         try:
             while True:
-                job = selectors.get_job(job.pk)
+                job = Job.objects.get(pk=job.pk)
                 bar.update(job.images_done + job.images_failed - bar.n)
                 bar.set_postfix(failed=job.images_failed, refresh=False)
                 if job.status != Job.Status.ONGOING:

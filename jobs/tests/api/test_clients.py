@@ -16,8 +16,8 @@ from rest_framework.authtoken.models import Token
 
 from jobs import services
 from jobs.models import ImageResult, Job
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import visit
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 WHEN = datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC)
@@ -43,9 +43,9 @@ def clients(db, tokens_on):
     Store.objects.create(store_id="S1", name="One", area_code="700")
     a, api_a = client_with_token("chain-a")
     b, api_b = client_with_token("chain-b")
-    job = services.create_job([services.VisitInput("S1", ["https://img.example.com/1.jpg"], WHEN)], client=a)
+    job = services.create_job(visits=[services.VisitInput("S1", ["https://img.example.com/1.jpg"], WHEN)], client=a)
     image = ImageResult.objects.get(job=job)
-    services.record_outcomes(job.pk, [Outcome(image.pk, width=10, height=20)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(image.pk, width=10, height=20)])
     return {"a": a, "b": b, "api_a": api_a, "api_b": api_b, "job": job}
 
 
@@ -139,16 +139,20 @@ def test_idempotency_keys_are_per_client(clients):
 @pytest.mark.django_db
 def test_the_anonymous_client_has_its_own_idempotency_keys(clients):
     anonymous = services.submit_job(
-        [services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)], idempotency_key="k", fingerprint="f"
+        visits=[services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)],
+        idempotency_key="k",
+        body="f",
     )
     again = services.submit_job(
-        [services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)], idempotency_key="k", fingerprint="f"
+        visits=[services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)],
+        idempotency_key="k",
+        body="f",
     )
     of_a = services.submit_job(
-        [services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)],
+        visits=[services.VisitInput("S1", ["https://img.example.com/9.jpg"], WHEN)],
         client=clients["a"],
         idempotency_key="k",
-        fingerprint="f",
+        body="f",
     )
 
     assert (again.job.pk, again.replayed) == (anonymous.job.pk, True)
@@ -200,7 +204,7 @@ def test_a_submit_over_the_quota_is_a_429_naming_the_limit_and_the_pending_count
 def test_finished_images_free_the_quota(quota):
     job_id = submit_as(quota["api_a"], images(10)).json()["job_id"]
     assert submit_as(quota["api_a"], images(1)).status_code == 429
-    services.cancel_job(job_id)
+    services.cancel_job(job_id=job_id)
 
     assert submit_as(quota["api_a"], images(10)).status_code == 201
 
@@ -272,7 +276,7 @@ def test_create_client_prints_a_token_that_gets_in(tokens_on, capsys):
 @pytest.mark.django_db
 def test_the_admin_shows_and_filters_jobs_by_client(clients, admin_client):
     b_job = services.create_job(
-        [services.VisitInput("S1", ["https://img.example.com/7.jpg"], WHEN)], client=clients["b"]
+        visits=[services.VisitInput("S1", ["https://img.example.com/7.jpg"], WHEN)], client=clients["b"]
     )
     jobs = reverse("admin:jobs_job_changelist")
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.api import exports
 from jobs.models import ImageResult
-from jobs.worker.processing import Outcome
+from jobs.services.outcomes import Outcome
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -27,13 +27,13 @@ def job(db):
         [Store(store_id="S1", name="One", area_code="1"), Store(store_id="S2", name="Two", area_code="1")]
     )
     job = services.create_job(
-        [
+        visits=[
             services.VisitInput("S1", ["https://i.example.com/a.jpg", 'https://i.example.com/b,"q".jpg'], WHEN),
             services.VisitInput("S2", ["https://i.example.com/c.jpg"], WHEN),
         ]
     )
     a, b, _c = ImageResult.objects.filter(job=job).order_by("id").values_list("id", flat=True)
-    services.record_outcomes(job.pk, [Outcome(a, 640, 480), Outcome(b, error='HTTP 404, "gone"')])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(a, 640, 480), Outcome(b, error='HTTP 404, "gone"')])
     return job
 
 
@@ -107,7 +107,7 @@ def test_csv_export_errors_are_json(client, job, path, status, error):
 def test_csv_export_of_100000_images_streams_in_constant_memory(client):
     Store.objects.create(store_id="S1", name="One", area_code="1")
     urls = [f"https://images.example.com/store-1/visit/{n:06d}.jpg" for n in range(100_000)]
-    job = services.create_job([services.VisitInput("S1", urls, WHEN)])
+    job = services.create_job(visits=[services.VisitInput("S1", urls, WHEN)])
     ImageResult.objects.filter(job=job).update(
         status="done", width=640, height=480, perimeter=2240, processed_at=timezone.now()
     )

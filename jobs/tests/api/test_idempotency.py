@@ -90,9 +90,10 @@ def test_two_submits_racing_with_one_key_create_one_job():
 
     from jobs.api.serializers import SubmitJobSerializer
 
-    serializer = SubmitJobSerializer(data={"count": 1, "visits": [visit("S00339218", URL)]})
+    body = {"count": 1, "visits": [visit("S00339218", URL)]}
+    serializer = SubmitJobSerializer(data=body)
     assert serializer.is_valid()
-    fingerprint = serializer.fingerprint()
+    fingerprint = services.body_fingerprint(body=body)
     first_created, release = threading.Event(), threading.Event()
     results = {}
 
@@ -100,7 +101,7 @@ def test_two_submits_racing_with_one_key_create_one_job():
         try:
             with transaction.atomic():
                 results["first"] = services.create_job(
-                    serializer.visit_inputs(), idempotency_key="race", idempotency_fingerprint=fingerprint
+                    visits=serializer.visit_inputs(), idempotency_key="race", idempotency_fingerprint=fingerprint
                 ).pk
                 first_created.set()
                 release.wait(10)
@@ -109,9 +110,7 @@ def test_two_submits_racing_with_one_key_create_one_job():
 
     def second():
         try:
-            results["second"] = services.submit_job(
-                serializer.visit_inputs(), idempotency_key="race", fingerprint=fingerprint
-            )
+            results["second"] = services.submit_job(visits=serializer.visit_inputs(), idempotency_key="race", body=body)
         finally:
             connection.close()
 

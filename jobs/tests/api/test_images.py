@@ -4,9 +4,9 @@ import pytest
 
 from jobs import services
 from jobs.models import ImageResult
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import IMAGE_URL as URL
 from jobs.tests.helpers import make_job, visit
-from jobs.worker.processing import Outcome
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 def test_job_images_lists_results_with_filters(client):
     job_id = make_job(client, visit("S00339218", URL, URL + "?2"), visit("S01408764", URL + "?3"))
     ids = list(ImageResult.objects.filter(job_id=job_id).order_by("id").values_list("id", flat=True))
-    services.record_outcomes(job_id, [Outcome(ids[0], 640, 480), Outcome(ids[2], error="HTTP 404")])
+    services.record_outcomes(job_id=job_id, outcomes=[Outcome(ids[0], 640, 480), Outcome(ids[2], error="HTTP 404")])
 
     everything = client.get(f"/api/jobs/{job_id}/images/").json()["results"]
     assert [(r["store_id"], r["url"], r["status"]) for r in everything] == [

@@ -4,9 +4,9 @@ import pytest
 
 from jobs import services
 from jobs.models import ImageResult
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import IMAGE_URL as URL
 from jobs.tests.helpers import make_job, visit
-from jobs.worker.processing import Outcome
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 def test_job_detail_reports_counts_progress_and_times(client):
     job_id = make_job(client, visit("S00339218", URL, URL), visit("NOPE", URL))
     first = ImageResult.objects.filter(job_id=job_id, status="pending").first()
-    services.record_outcomes(job_id, [Outcome(first.pk, 3, 4)])
+    services.record_outcomes(job_id=job_id, outcomes=[Outcome(first.pk, 3, 4)])
 
     body = client.get(f"/api/jobs/{job_id}/").json()
     assert body["job_id"] == job_id

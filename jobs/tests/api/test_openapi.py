@@ -15,8 +15,8 @@ from openapi_core.validation.response.exceptions import InvalidData
 
 from jobs import services
 from jobs.models import ImageResult
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import submit, visit
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def make_job(client, *visits) -> int:
 
 def finish(job_id: int, error: str = "") -> None:
     ids = ImageResult.objects.filter(job_id=job_id, status="pending").values_list("id", flat=True)
-    services.record_outcomes(job_id, [Outcome(i, 4, 3, error) for i in ids])
+    services.record_outcomes(job_id=job_id, outcomes=[Outcome(i, 4, 3, error) for i in ids])
 
 
 def test_every_answer_of_the_api_matches_the_schema(client, api, settings):

@@ -14,12 +14,12 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
+from conftest import BASE_DIR
 from jobs import services
 from jobs.services import VisitInput
-from jobs.worker.processing import Outcome
+from jobs.services.outcomes import Outcome
 from stores.services import load_store_master
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 SEEDS = {"fixed-seed": 1, "random-seed": random.randrange(2**32)}
 # Per operation and phase; with the coverage phase's own cases, about 400 requests a run.
@@ -29,11 +29,11 @@ MAX_EXAMPLES = 10
 @pytest.fixture
 def measured_store_master(transactional_db):
     """The sample store master, and a measured image of one of its stores for GET /api/visits."""
-    with (REPOSITORY / "fixtures" / "stores.csv").open("rb") as csv_file:
+    with (BASE_DIR / "fixtures" / "stores.csv").open("rb") as csv_file:
         load_store_master(csv_file)
     visit = VisitInput("S00339218", ["https://img.example.com/1.jpg"], datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC))
-    job = services.submit_job([visit]).job
-    services.record_outcomes(job.pk, [Outcome(job.images.get().pk, 640, 480)])
+    job = services.submit_job(visits=[visit]).job
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(job.images.get().pk, 640, 480)])
 
 
 @pytest.mark.parametrize("seed", SEEDS.values(), ids=SEEDS.keys())
@@ -49,7 +49,7 @@ def test_schemathesis_with_every_check_passes(start_web, measured_store_master, 
     options = ["--seed", str(seed), "--max-examples", str(MAX_EXAMPLES), "--generation-database", "none"]
     run = subprocess.run(
         [*command, *options, "--wait-for-schema", "30", "--no-color"],
-        cwd=REPOSITORY,
+        cwd=BASE_DIR,
         capture_output=True,
         text=True,
         timeout=600,

@@ -4,16 +4,16 @@ import pytest
 
 from jobs import services
 from jobs.models import ImageResult, Job
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import IMAGE_URL as URL
 from jobs.tests.helpers import make_job, visit
-from jobs.worker.processing import Outcome
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 
 
 def finish_all(job_id: int, error: str = "") -> None:
     images = ImageResult.objects.filter(job_id=job_id, status="pending").values_list("id", flat=True)
-    services.record_outcomes(job_id, [Outcome(i, 10, 20, error) for i in images])
+    services.record_outcomes(job_id=job_id, outcomes=[Outcome(i, 10, 20, error) for i in images])
 
 
 @pytest.mark.parametrize("path", ["/api/status", "/api/status/"])

@@ -6,7 +6,7 @@ import pytest
 
 from jobs import services
 from jobs.models import ImageResult
-from jobs.worker.processing import Outcome
+from jobs.services.outcomes import Outcome
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ def visits(db):
         ]
     )
     job = services.create_job(
-        [
+        visits=[
             services.VisitInput("S2", ["https://i.example.com/a", "https://i.example.com/b"], at("2024-01-02 10:00")),
             services.VisitInput("S1", ["https://i.example.com/c"], at("2024-01-03 09:00")),
             services.VisitInput("S1", ["https://i.example.com/d", "https://i.example.com/e"], at("2024-01-01 08:00")),
@@ -49,7 +49,7 @@ def visits(db):
             outcomes.append(Outcome(image_id, *size))
         elif size:
             outcomes.append(Outcome(image_id, error=size))
-    services.record_outcomes(job.pk, outcomes)
+    services.record_outcomes(job_id=job.pk, outcomes=outcomes)
     return job
 
 
@@ -156,9 +156,11 @@ def many_visits(db):
         )
         for v in range(14)
     ]
-    job = services.create_job(inputs)
+    job = services.create_job(visits=inputs)
     pending = ImageResult.objects.filter(job=job).order_by("id").values_list("id", flat=True)
-    services.record_outcomes(job.pk, [Outcome(image_id, n, 1) for n, image_id in enumerate(pending, start=1)])
+    services.record_outcomes(
+        job_id=job.pk, outcomes=[Outcome(image_id, n, 1) for n, image_id in enumerate(pending, start=1)]
+    )
 
 
 @pytest.mark.parametrize("page_size", [1, 2, 5, 20, 42, 1000])

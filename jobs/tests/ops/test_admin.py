@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from jobs import services
 from jobs.models import Chunk, ImageResult, Job
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import create_job
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
@@ -21,7 +21,7 @@ IMAGES = reverse("admin:jobs_imageresult_changelist")
 
 def fail_all(job: Job, error: str = "HTTP 404") -> None:
     ids = ImageResult.objects.filter(job=job, status="pending").values_list("id", flat=True)
-    services.record_outcomes(job.pk, [Outcome(i, error=error) for i in ids])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(i, error=error) for i in ids])
 
 
 def test_only_staff_get_in(client):
@@ -106,7 +106,7 @@ def test_image_list_filters_by_job_store_and_status(admin_client):
     job = create_job(("S1", 2), ("S2", 1))
     other = create_job(("S1", 1))
     first = ImageResult.objects.filter(job=job).order_by("id").first()
-    services.record_outcomes(job.pk, [Outcome(first.pk, error="HTTP 404")])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(first.pk, error="HTTP 404")])
 
     def shown(**query):
         return {i.pk for i in admin_client.get(IMAGES, query).context["cl"].result_list}
@@ -129,7 +129,7 @@ def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, setting
     job = create_job(("S1", 3), ("NOPE", 1))
     ids = list(ImageResult.objects.filter(job=job, status="pending").order_by("id").values_list("id", flat=True))
     services.record_outcomes(
-        job.pk, [Outcome(ids[0], 5, 5), Outcome(ids[1], error="HTTP 404"), Outcome(ids[2], error="x")]
+        job_id=job.pk, outcomes=[Outcome(ids[0], 5, 5), Outcome(ids[1], error="HTTP 404"), Outcome(ids[2], error="x")]
     )
     job.refresh_from_db()
     assert job.status == "failed"
@@ -144,7 +144,7 @@ def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, setting
     newest = Chunk.objects.filter(job=job).order_by("-number").first()
     assert (newest.number, newest.first_image_id, newest.last_image_id, newest.state) == (1, ids[1], ids[2], "pending")
 
-    services.record_outcomes(job.pk, [Outcome(ids[1], 1, 2), Outcome(ids[2], 3, 4)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(ids[1], 1, 2), Outcome(ids[2], 3, 4)])
     job.refresh_from_db()
     assert (job.status, job.images_done, job.images_failed) == ("failed", 3, 1)  # the unknown store still fails
     assert job.errors == [{"store_id": "NOPE", "error": "store not in store master"}]
@@ -172,7 +172,7 @@ def test_retry_on_a_job_without_failures_does_nothing(admin_client):
 def test_cancel_fails_pending_images_with_a_reason(admin_client):
     job = create_job(("S1", 3))
     first = ImageResult.objects.filter(job=job).order_by("id").first()
-    services.record_outcomes(job.pk, [Outcome(first.pk, 5, 5)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(first.pk, 5, 5)])
 
     response = run_action(admin_client, "cancel_jobs", job)
 
@@ -182,7 +182,8 @@ def test_cancel_fails_pending_images_with_a_reason(admin_client):
     assert "job cancelled by an operator" in job.errors[0]["error"]
     assert not Chunk.objects.filter(job=job).exclude(state="done").exists()
     services.record_outcomes(
-        job.pk, [Outcome(i, 1, 1) for i in ImageResult.objects.filter(job=job).values_list("id", flat=True)]
+        job_id=job.pk,
+        outcomes=[Outcome(i, 1, 1) for i in ImageResult.objects.filter(job=job).values_list("id", flat=True)],
     )
     job.refresh_from_db()
     assert (job.images_done, job.images_failed) == (1, 2)  # a chunk still running changes nothing
@@ -222,7 +223,7 @@ def test_a_viewers_action_post_is_refused_and_changes_nothing(viewer_client, act
 
 def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, settings):
     job = services.create_job(
-        [services.VisitInput("NOPE", ["https://img.example.com/x.jpg"], WHEN)],
+        visits=[services.VisitInput("NOPE", ["https://img.example.com/x.jpg"], WHEN)],
         callback_url="https://client.example.com/hook",
         idempotency_key="nightly-42",
     )
@@ -231,7 +232,12 @@ def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, setti
     assert "nightly-42" in html
 
     services.record_callback_attempt(
-        job.pk, job.callback_url, {}, Job.objects.get(pk=job.pk).callback_delivery, 1, "HTTP 500"
+        job_id=job.pk,
+        url=job.callback_url,
+        body={},
+        delivery_id=Job.objects.get(pk=job.pk).callback_delivery,
+        attempt=1,
+        error="HTTP 500",
     )
     html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert "pending (1 attempt so far) — last error: HTTP 500" in html

@@ -154,7 +154,7 @@ def test_the_dashboards_client_shares_follow_new_outcomes_without_a_reload(live_
     acme, zeta = User.objects.create_user("acme"), User.objects.create_user("zeta")
     acme_job = create_job(("S1", 1))
     Job.objects.filter(pk=acme_job.pk).update(client=acme)
-    count_outcomes(acme_job.pk, "elsewhere 7", timezone.now(), {"": 3})
+    count_outcomes(job_id=acme_job.pk, worker="elsewhere 7", at=timezone.now(), images_by_cause={"": 3})
     log_in(page, live_server)
     page.click("text=Dashboard")
     clients = page.locator("#rp-clients")
@@ -164,7 +164,7 @@ def test_the_dashboards_client_shares_follow_new_outcomes_without_a_reload(live_
 
     zeta_job = create_job(("S1", 1))
     Job.objects.filter(pk=zeta_job.pk).update(client=zeta)
-    count_outcomes(zeta_job.pk, "elsewhere 7", timezone.now(), {"": 1})
+    count_outcomes(job_id=zeta_job.pk, worker="elsewhere 7", at=timezone.now(), images_by_cause={"": 1})
 
     # The page's refresh (every 3 s) brings the new client in: the default wait of 15 s is its margin.
     expect(clients).to_contain_text("zeta")

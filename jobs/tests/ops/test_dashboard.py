@@ -18,9 +18,8 @@ from django_q.models import Schedule
 from jobs import services, tasks
 from jobs.checks import check_outcome_counts_days
 from jobs.models import ImageResult, Job, OutcomeCount
-from jobs.services.outcomes import count_outcomes, failure_cause, worker_name
+from jobs.services.outcomes import Outcome, count_outcomes, failure_cause, worker_name
 from jobs.tests.helpers import create_job
-from jobs.worker.processing import Outcome
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stores_s1_s2")]
 
@@ -36,7 +35,8 @@ def record(job: Job, errors: list[str]) -> None:
     """Outcomes for the job's next pending images: measured for "", failed with the error otherwise."""
     ids = pending_ids(job)
     services.record_outcomes(
-        job.pk, [Outcome(i, error=e) if e else Outcome(i, 640, 480) for i, e in zip(ids, errors, strict=False)]
+        job_id=job.pk,
+        outcomes=[Outcome(i, error=e) if e else Outcome(i, 640, 480) for i, e in zip(ids, errors, strict=False)],
     )
 
 
@@ -66,9 +66,9 @@ def test_recorded_outcomes_are_counted_once_by_minute_worker_and_cause():
         Outcome(ids[5], error="HTTP 404"),
         Outcome(ids[6], error="HTTP 404"),
     ]
-    services.record_outcomes(job.pk, batch)
-    services.record_outcomes(job.pk, batch)  # a chunk measured twice changes nothing the second time
-    services.record_outcomes(job.pk, [Outcome(ids[7], error="timed out after 30 s")])
+    services.record_outcomes(job_id=job.pk, outcomes=batch)
+    services.record_outcomes(job_id=job.pk, outcomes=batch)  # a chunk measured twice changes nothing the second time
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(ids[7], error="timed out after 30 s")])
 
     rows = OutcomeCount.objects.filter(job=job).values_list("worker", "cause").annotate(images=Sum("images"))
     # Summed over minutes: the batches may straddle a minute boundary.
@@ -81,7 +81,7 @@ def test_recorded_outcomes_are_counted_once_by_minute_worker_and_cause():
 
 def test_unknown_stores_at_submit_and_a_cancel_are_counted_without_a_worker():
     job = create_job(("S1", 3), ("NOPE", 2))
-    services.cancel_job(job.pk)
+    services.cancel_job(job_id=job.pk)
     rows = {(r.worker, r.cause): r.images for r in OutcomeCount.objects.filter(job=job)}
     assert rows == {("", "store not in store master"): 2, ("", "job cancelled by an operator"): 3}
 
@@ -108,8 +108,15 @@ def test_the_data_counts_the_last_hours_outcomes_by_minute_and_cause(admin_clien
     record(job, ["", "", "", "HTTP 404", "HTTP 404", "timed out after 30 s"])
     other = create_job(("S2", 1))
     now = timezone.now()
-    count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 4, "HTTP 404": 1})
-    count_outcomes(other.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100, "HTTP 500": 100})  # too old
+    count_outcomes(
+        job_id=other.pk, worker="elsewhere 7", at=now - timedelta(minutes=5), images_by_cause={"": 4, "HTTP 404": 1}
+    )
+    count_outcomes(
+        job_id=other.pk,
+        worker="elsewhere 7",
+        at=now - timedelta(minutes=61),
+        images_by_cause={"": 100, "HTTP 500": 100},
+    )  # too old
 
     data = admin_client.get(DATA).json()
 
@@ -179,9 +186,15 @@ def test_with_tokens_on_each_clients_share_of_the_hour_is_shown(admin_client, se
     Job.objects.filter(pk=other_acme_job.pk).update(client=acme)
     Job.objects.filter(pk=zeta_job.pk).update(client=zeta)
     now = timezone.now()
-    count_outcomes(other_acme_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 2})
-    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=5), {"": 1, "HTTP 404": 1})
-    count_outcomes(zeta_job.pk, "elsewhere 7", now - timedelta(minutes=61), {"": 100})  # too old
+    count_outcomes(
+        job_id=other_acme_job.pk, worker="elsewhere 7", at=now - timedelta(minutes=5), images_by_cause={"": 2}
+    )
+    count_outcomes(
+        job_id=zeta_job.pk, worker="elsewhere 7", at=now - timedelta(minutes=5), images_by_cause={"": 1, "HTTP 404": 1}
+    )
+    count_outcomes(
+        job_id=zeta_job.pk, worker="elsewhere 7", at=now - timedelta(minutes=61), images_by_cause={"": 100}
+    )  # too old
     anonymous_job = create_job(("NOPE", 2))  # both images fail at submit
 
     clients = admin_client.get(DATA).json()["clients"]
@@ -218,16 +231,18 @@ def test_counts_older_than_the_kept_days_are_pruned_in_slices(settings):
     kept = [timedelta(minutes=1), timedelta(days=1), timedelta(days=2) - timedelta(minutes=1)]
     pruned = [timedelta(days=2) + timedelta(minutes=1), timedelta(days=3), timedelta(days=30)]
     for age in kept + pruned:
-        count_outcomes(job.pk, "elsewhere 7", now - age, {"": 1, "HTTP 404": 1})  # 2 rows each
+        count_outcomes(
+            job_id=job.pk, worker="elsewhere 7", at=now - age, images_by_cause={"": 1, "HTTP 404": 1}
+        )  # 2 rows each
 
     with CaptureQueriesContext(connection) as context:
-        assert services.prune_outcome_counts(now, slice_rows=4) == 6
+        assert services.prune_outcome_counts(now=now, slice_rows=4) == 6
     deletes = [query["sql"] for query in context.captured_queries if query["sql"].startswith("DELETE")]
     assert len(deletes) == 2  # 4 rows, then 2: no statement deletes more than a slice
 
     remaining = set(OutcomeCount.objects.filter(job=job).values_list("minute", flat=True))
     assert remaining == {(now - age).replace(second=0, microsecond=0) for age in kept}
-    assert services.prune_outcome_counts(now) == 0
+    assert services.prune_outcome_counts(now=now) == 0
 
 
 def test_the_kept_days_must_be_at_least_one(settings):

@@ -17,8 +17,8 @@ from conftest import BASE_DIR
 from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.ops import heartbeat, monitoring
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import wait_until
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 URL = "https://images.example.com/1.jpg"
@@ -110,12 +110,12 @@ def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
     settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 2}
     Store.objects.create(store_id="S1", name="One", area_code="1")
     when = timezone.now()
-    ongoing = services.create_job([services.VisitInput("S1", [URL + f"?{n}" for n in range(5)], when)])
-    services.create_job([services.VisitInput("NOPE", [URL, URL], when)], callback_url="https://c.example.com/")
-    done = services.create_job([services.VisitInput("S1", [URL], when)])
-    services.record_outcomes(done.pk, [Outcome(ImageResult.objects.get(job=done).pk, 3, 4)])
+    ongoing = services.create_job(visits=[services.VisitInput("S1", [URL + f"?{n}" for n in range(5)], when)])
+    services.create_job(visits=[services.VisitInput("NOPE", [URL, URL], when)], callback_url="https://c.example.com/")
+    done = services.create_job(visits=[services.VisitInput("S1", [URL], when)])
+    services.record_outcomes(job_id=done.pk, outcomes=[Outcome(ImageResult.objects.get(job=done).pk, 3, 4)])
     first = ImageResult.objects.filter(job=ongoing).order_by("id").first()
-    services.record_outcomes(ongoing.pk, [Outcome(first.pk, error="HTTP 404")])
+    services.record_outcomes(job_id=ongoing.pk, outcomes=[Outcome(first.pk, error="HTTP 404")])
     OrmQ.objects.filter(pk=OrmQ.objects.order_by("id").first().pk).update(lock=timezone.now() + timedelta(minutes=1))
     times = [0.3, 0.7, 4.0]
     for chunk, seconds in zip(Chunk.objects.order_by("id"), times, strict=False):
@@ -166,7 +166,7 @@ def test_metrics_count_jobs_images_queue_chunks_and_callbacks(client, settings):
 def test_a_chunk_records_the_time_it_took_to_fetch(client, settings, image_server):
     settings.RETAILPULSE = {**settings.RETAILPULSE, "FETCH_ALLOW_PRIVATE": True, "GPU_DELAY": (0.2, 0.2)}
     Store.objects.create(store_id="S1", name="One", area_code="1")
-    job = services.create_job([services.VisitInput("S1", [image_server.url("/img/4x4.png")], timezone.now())])
+    job = services.create_job(visits=[services.VisitInput("S1", [image_server.url("/img/4x4.png")], timezone.now())])
 
     tasks.work_on_next_chunk()
 
@@ -193,10 +193,10 @@ def test_readyz_holds_through_a_late_heartbeat_and_fails_after_ten_seconds_witho
     try:
         (last,) = ours()  # the last heartbeat written before the freeze
         while time.monotonic() - frozen_at < 5:
-            assert monitoring.readiness()["cluster"] == "ok"
+            assert monitoring.readiness()["cluster"].ok
             time.sleep(0.25)
-        gone = wait_until(lambda: (check := monitoring.readiness()["cluster"]) != "ok" and check, timeout=30)
+        gone = wait_until(lambda: (check := monitoring.readiness()["cluster"]).ok is False and check.detail, timeout=30)
         assert (timezone.now() - last.timestamp).total_seconds() >= heartbeat.HEARTBEAT_MAX_AGE, gone
     finally:
         os.kill(sentinel, signal.SIGCONT)
-    wait_until(lambda: monitoring.readiness()["cluster"] == "ok")
+    wait_until(lambda: monitoring.readiness()["cluster"].ok)

@@ -10,10 +10,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import services, tasks
+from jobs import services
 from jobs.models import Chunk, ImageResult, Job
+from jobs.services import ClaimEnd, tasks
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import stall_check_schedule
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +31,7 @@ def small_chunks(settings, db):
 
 def make_job(images: int = 10) -> Job:
     urls = [f"https://img.example.com/{n}.jpg" for n in range(images)]
-    return services.create_job([services.VisitInput("S1", urls, WHEN)])
+    return services.create_job(visits=[services.VisitInput("S1", urls, WHEN)])
 
 
 def image_ids(job: Job) -> list[int]:
@@ -71,7 +72,7 @@ def test_chunk_sizes_spread_a_job_evenly_over_the_workers(settings, images, size
     settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 1000}
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
 
-    assert services.chunk_sizes(images) == sizes
+    assert services.chunk_sizes(images=images) == sizes
 
 
 def claimed(count: int) -> list[tuple[int, int]]:
@@ -111,7 +112,7 @@ def test_claims_share_the_workers_between_clients_whatever_their_number_of_jobs(
     a = User.objects.create_user(a_name) if a_name else None
     b = User.objects.create_user("chain-b")
     urls = [f"https://img.example.com/{n}.jpg" for n in range(12)]  # 4 chunks each
-    a1, a2, b1 = (services.create_job([services.VisitInput("S1", urls, WHEN)], client=c) for c in (a, a, b))
+    a1, a2, b1 = (services.create_job(visits=[services.VisitInput("S1", urls, WHEN)], client=c) for c in (a, a, b))
 
     assert claimed(6) == [
         (a1.pk, 0),  # no client holds a chunk: the oldest job
@@ -134,11 +135,11 @@ def test_a_lease_that_ran_out_is_claimed_again_and_counted():
     assert second.chunk.pk == first.chunk.pk
     assert second.id != first.id
     assert second.chunk.expired_leases == 1
-    assert services.renew_lease(first) is False  # the frozen worker wakes up: its claim is gone
-    assert services.renew_lease(second) is True
-    assert services.end_claim(first, fetch_seconds=1.0) == "lost its lease"  # and it changes nothing
-    services.record_outcomes(job.pk, [Outcome(i, 1, 1) for i in image_ids(job)])
-    assert services.end_claim(second, fetch_seconds=2.0) == "done"
+    assert services.renew_lease(claim=first) is False  # the frozen worker wakes up: its claim is gone
+    assert services.renew_lease(claim=second) is True
+    assert services.end_claim(claim=first, fetch_seconds=1.0) == ClaimEnd.LOST  # and it changes nothing
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(i, 1, 1) for i in image_ids(job)])
+    assert services.end_claim(claim=second, fetch_seconds=2.0) == ClaimEnd.DONE
     chunk = Chunk.objects.get(pk=first.chunk.pk)
     assert (chunk.state, chunk.claim, chunk.leased_until, chunk.fetch_seconds) == ("done", "", None, 2.0)
 
@@ -149,7 +150,7 @@ def test_renewing_extends_the_lease(settings):
     claim = services.claim_chunk()
     run_out(claim.chunk)
 
-    assert services.renew_lease(claim) is True
+    assert services.renew_lease(claim=claim) is True
 
     leased_until = Chunk.objects.get(pk=claim.chunk.pk).leased_until
     assert timedelta(seconds=25) < leased_until - timezone.now() <= timedelta(seconds=30)
@@ -159,9 +160,9 @@ def test_renewing_extends_the_lease(settings):
 def test_a_chunk_handed_back_is_free_at_once_and_nothing_is_counted():
     job = make_job(3)
     claim = services.claim_chunk()
-    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 1, 1)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(image_ids(job)[0], 1, 1)])
 
-    assert services.end_claim(claim, fetch_seconds=1.0) == "handed back"
+    assert services.end_claim(claim=claim, fetch_seconds=1.0) == ClaimEnd.HANDED_BACK
 
     chunk = Chunk.objects.get(pk=claim.chunk.pk)
     assert (chunk.state, chunk.claim, chunk.expired_leases, chunk.errors) == ("pending", "", 0, 0)
@@ -174,15 +175,16 @@ def test_an_error_backs_off_and_the_last_attempt_fails_the_images_with_its_text(
     job = make_job(3)
     for attempt in (1, 2):
         claim = services.claim_chunk()
-        assert services.record_chunk_error(claim, "OperationalError: server closed the connection") == (
-            f"attempt {attempt} of 3 failed, retried in {2**attempt} s"
-        )
+        error = "OperationalError: server closed the connection"
+        assert services.record_chunk_error(claim=claim, error=error) == ClaimEnd.BACKING_OFF
+        backoff = (Chunk.objects.get(pk=claim.chunk.pk).not_before - timezone.now()).total_seconds()
+        assert 2**attempt - 1 < backoff <= 2**attempt
         assert services.claim_chunk() is None  # backing off
         Chunk.objects.filter(pk=claim.chunk.pk).update(not_before=timezone.now())
 
-    assert services.record_chunk_error(services.claim_chunk(), "OperationalError: server closed the connection") == (
-        "gave up"
-    )
+    assert services.record_chunk_error(
+        claim=services.claim_chunk(), error="OperationalError: server closed the connection"
+    ) == (ClaimEnd.GAVE_UP)
 
     chunk = Chunk.objects.get(job=job)
     assert (chunk.state, chunk.errors, chunk.expired_leases) == ("done", 3, 0)
@@ -195,9 +197,9 @@ def test_an_error_backs_off_and_the_last_attempt_fails_the_images_with_its_text(
 def test_failing_a_chunk_fails_only_its_pending_images():
     job = make_job(3)
     claim = services.claim_chunk()
-    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 2, 2)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(image_ids(job)[0], 2, 2)])
 
-    services.fail_chunk(claim.chunk, "gave up")
+    services.fail_chunk(chunk=claim.chunk, reason="gave up")
 
     job.refresh_from_db()
     assert (job.status, job.images_done, job.images_failed) == ("failed", 1, 2)
@@ -210,9 +212,9 @@ def test_cancelling_a_job_takes_its_leases_away():
     job = make_job(3)
     claim = services.claim_chunk()
 
-    services.cancel_job(job.pk)
+    services.cancel_job(job_id=job.pk)
 
-    assert services.renew_lease(claim) is False  # its worker stops at the next renewal
+    assert services.renew_lease(claim=claim) is False  # its worker stops at the next renewal
 
 
 # --- Making way --------------------------------------------------------------------------------
@@ -268,7 +270,7 @@ def test_a_chunk_that_made_way_is_handed_back_and_the_new_job_is_claimed_first(t
     [(job_id, number)] = making_way()
     making = next(claim for claim in held if claim.chunk.number == number)
 
-    assert services.end_claim(making, fetch_seconds=0.5) == "handed back"
+    assert services.end_claim(claim=making, fetch_seconds=0.5) == ClaimEnd.HANDED_BACK
 
     assert (services.claim_chunk().chunk.job_id, job_id) == (small.pk, big.pk)
     chunk = Chunk.objects.get(pk=making.chunk.pk)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Chunk, ImageResult, Job
-from jobs.worker.processing import Outcome
+from jobs.services.outcomes import Outcome
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def small_chunks(settings, db):
 
 def make_job(images: int = 10, store_id: str = "S1") -> Job:
     urls = [f"https://img.example.com/{n}.jpg" for n in range(images)]
-    return services.create_job([services.VisitInput(store_id, urls, WHEN)])
+    return services.create_job(visits=[services.VisitInput(store_id, urls, WHEN)])
 
 
 def image_ids(job: Job) -> list[int]:
@@ -36,8 +36,10 @@ def test_recording_the_same_outcomes_twice_counts_them_once():
     ids = image_ids(job)
     outcomes = [Outcome(ids[0], 10, 20), Outcome(ids[1], error="HTTP 404")]
 
-    services.record_outcomes(job.pk, outcomes)
-    services.record_outcomes(job.pk, [*outcomes, Outcome(ids[1], 5, 5)])  # redelivery, then a late success
+    services.record_outcomes(job_id=job.pk, outcomes=outcomes)
+    services.record_outcomes(
+        job_id=job.pk, outcomes=[*outcomes, Outcome(ids[1], 5, 5)]
+    )  # redelivery, then a late success
 
     job.refresh_from_db()
     assert (job.images_done, job.images_failed, job.status) == (1, 1, "ongoing")
@@ -50,11 +52,11 @@ def test_recording_the_same_outcomes_twice_counts_them_once():
 def test_a_job_finishes_exactly_once():
     job = make_job(2)
     ids = image_ids(job)
-    services.record_outcomes(job.pk, [Outcome(ids[0], 1, 1), Outcome(ids[1], 1, 1)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(ids[0], 1, 1), Outcome(ids[1], 1, 1)])
     job.refresh_from_db()
     finished_at = job.finished_at
 
-    services.record_outcomes(job.pk, [Outcome(ids[0], 1, 1)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(ids[0], 1, 1)])
 
     job.refresh_from_db()
     assert (job.status, job.images_done, job.finished_at) == ("completed", 2, finished_at)
@@ -70,12 +72,15 @@ def events(caplog, name: str) -> list:
 def test_a_job_logs_created_started_and_finished_once_each(caplog):
     caplog.set_level("INFO", logger="retailpulse.events")
     job = services.create_job(
-        [services.VisitInput("S1", ["https://img.example.com/a.jpg"], WHEN), services.VisitInput("NOPE", ["x"], WHEN)]
+        visits=[
+            services.VisitInput("S1", ["https://img.example.com/a.jpg"], WHEN),
+            services.VisitInput("NOPE", ["x"], WHEN),
+        ]
     )
     services.claim_chunk()
     Chunk.objects.update(leased_until=timezone.now())  # its lease ran out: another worker claims it
     services.claim_chunk()
-    services.record_outcomes(job.pk, [Outcome(image_ids(job)[0], 2, 3)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(image_ids(job)[0], 2, 3)])
 
     [created] = events(caplog, "job.created")
     assert (created.job_id, created.visits, created.images, created.unknown_stores) == (job.pk, 2, 2, 1)
@@ -93,10 +98,10 @@ def test_each_failed_image_is_logged_once_with_its_store_url_and_cause(caplog):
     ids = image_ids(job)
     outcomes = [Outcome(ids[0], error="HTTP 404"), Outcome(ids[1], 5, 5), Outcome(ids[2], error="timed out after 30 s")]
 
-    services.record_outcomes(job.pk, outcomes)
-    services.record_outcomes(job.pk, outcomes)  # a redelivered chunk changes nothing, logs nothing
-    services.cancel_job(job.pk)
-    services.record_outcomes(job.pk, [Outcome(ids[3], error="HTTP 500")])  # too late: it was cancelled
+    services.record_outcomes(job_id=job.pk, outcomes=outcomes)
+    services.record_outcomes(job_id=job.pk, outcomes=outcomes)  # a redelivered chunk changes nothing, logs nothing
+    services.cancel_job(job_id=job.pk)
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(ids[3], error="HTTP 500")])  # too late: it was cancelled
 
     failed = events(caplog, "image.failed")
     assert [(r.job_id, r.image_id, r.store_id, r.url, r.error) for r in failed] == [
@@ -114,7 +119,9 @@ def test_a_batch_larger_than_one_statement_counts_every_image_once():
     job = make_job(2 * services.outcomes.SQLITE_ROWS_PER_UPDATE + 5)
     ids = image_ids(job)
     measured = [Outcome(image_id, image_id % 7 + 1, 3) for image_id in ids[:-3]]
-    services.record_outcomes(job.pk, [*measured, *measured[:10]])  # a repeat within the batch changes nothing
+    services.record_outcomes(
+        job_id=job.pk, outcomes=[*measured, *measured[:10]]
+    )  # a repeat within the batch changes nothing
 
     job.refresh_from_db()
     assert (job.images_done, job.images_failed, job.status) == (len(ids) - 3, 0, "ongoing")

@@ -12,9 +12,9 @@ from django_q.scheduler import scheduler
 
 from jobs import services, tasks
 from jobs.models import ImageResult, Job
+from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import submit, visit, wait_for_job, wait_until
 from jobs.worker import callback_post
-from jobs.worker.processing import Outcome
 from stores.models import Store
 
 URL = "https://images.example.com/1.jpg"
@@ -53,7 +53,7 @@ def run_queued_callbacks() -> list[str]:
 
 def finish(job_id: int, error: str = "") -> None:
     pending = ImageResult.objects.filter(job_id=job_id, status="pending").values_list("id", flat=True)
-    services.record_outcomes(job_id, [Outcome(i, 4, 3, error) for i in pending])
+    services.record_outcomes(job_id=job_id, outcomes=[Outcome(i, 4, 3, error) for i in pending])
 
 
 def expected_signature(body: bytes, key: str = SECRET) -> str:
@@ -98,14 +98,16 @@ def test_no_callback_url_queues_nothing(client, stores):
 
 def test_the_callback_is_queued_when_the_last_image_is_recorded_and_only_once(stores, callback_receiver):
     job = services.create_job(
-        [services.VisitInput("S1", [URL, URL + "?2"], timezone.now())], callback_url=callback_receiver.url("/h")
+        visits=[services.VisitInput("S1", [URL, URL + "?2"], timezone.now())], callback_url=callback_receiver.url("/h")
     )
     first, second = ImageResult.objects.filter(job=job).order_by("id").values_list("id", flat=True)
 
-    services.record_outcomes(job.pk, [Outcome(first, 1, 1)])
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(first, 1, 1)])
     assert queued_callbacks() == []
-    services.record_outcomes(job.pk, [Outcome(second, 1, 1)])
-    services.record_outcomes(job.pk, [Outcome(first, 1, 1), Outcome(second, 1, 1)])  # a redelivered chunk
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(second, 1, 1)])
+    services.record_outcomes(
+        job_id=job.pk, outcomes=[Outcome(first, 1, 1), Outcome(second, 1, 1)]
+    )  # a redelivered chunk
 
     [task] = queued_callbacks()
     assert task["args"][0] == job.pk
@@ -114,11 +116,11 @@ def test_the_callback_is_queued_when_the_last_image_is_recorded_and_only_once(st
 
 def test_cancelling_a_job_posts_its_failed_status(client, stores, callback_receiver, local_callbacks):
     job = services.create_job(
-        [services.VisitInput("S1", [URL], timezone.now())], callback_url=callback_receiver.url("/c")
+        visits=[services.VisitInput("S1", [URL], timezone.now())], callback_url=callback_receiver.url("/c")
     )
 
-    services.cancel_job(job.pk)
-    services.cancel_job(job.pk)  # a second click changes nothing
+    services.cancel_job(job_id=job.pk)
+    services.cancel_job(job_id=job.pk)  # a second click changes nothing
 
     assert run_queued_callbacks() == ["delivered"]
     [request] = callback_receiver.requests_to("/c")
@@ -133,13 +135,13 @@ def test_a_retried_job_posts_again_when_it_ends_again_and_the_stale_delivery_is_
     client, stores, callback_receiver, local_callbacks
 ):
     job = services.create_job(
-        [services.VisitInput("S1", [URL], timezone.now())], callback_url=callback_receiver.url("/r")
+        visits=[services.VisitInput("S1", [URL], timezone.now())], callback_url=callback_receiver.url("/r")
     )
     finish(job.pk, error="HTTP 503")
     [stale] = queued_callbacks()
     assert stale["args"][2]["status"] == "failed"
 
-    assert services.retry_failed_images(job.pk) == 1
+    assert services.retry_failed_images(job_id=job.pk) == 1
     assert len(queued_callbacks()) == 1  # nothing more until it ends again
     finish(job.pk)
 
@@ -157,7 +159,7 @@ def callback_schedules():
 @pytest.mark.django_db(transaction=True)  # django-q2's scheduler closes the connection: no test transaction
 def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback_receiver, local_callbacks):
     hook = callback_receiver.url("/hook/flaky?fail=2")
-    job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
+    job = services.create_job(visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
 
     def scheduled_between(attempt) -> tuple[datetime, datetime, datetime]:
         """Run one attempt: (before it, its retry's next_run, after it)."""
@@ -194,7 +196,7 @@ def test_a_failed_attempt_is_retried_later_with_backoff(client, stores, callback
 def test_the_last_failed_attempt_gives_up(client, stores, callback_receiver, local_callbacks, caplog):
     local_callbacks.RETAILPULSE_CALLBACKS = {**local_callbacks.RETAILPULSE_CALLBACKS, "ATTEMPTS": 1}
     job = services.create_job(
-        [services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/down?fail=9")
+        visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/down?fail=9")
     )
 
     assert run_queued_callbacks() == ["failed"]
@@ -209,7 +211,7 @@ def test_the_last_failed_attempt_gives_up(client, stores, callback_receiver, loc
 
 def test_a_redelivered_attempt_schedules_its_retry_once(stores, callback_receiver, local_callbacks):
     job = services.create_job(
-        [services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/x?fail=9")
+        visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/x?fail=9")
     )
     [task] = queued_callbacks()
 
@@ -230,7 +232,7 @@ def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callb
     }
 
     def deliver(hook: str) -> str:
-        job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
+        job = services.create_job(visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url=hook)
         run_queued_callbacks()
         job.refresh_from_db()
         return job.callback_error
@@ -247,7 +249,7 @@ def test_callbacks_to_private_addresses_are_refused_unless_allowed(stores, callb
 
 def test_redirects_are_not_followed(stores, callback_receiver, local_callbacks):
     job = services.create_job(
-        [services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/redirect")
+        visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url=callback_receiver.url("/redirect")
     )
     run_queued_callbacks()
     job.refresh_from_db()
@@ -256,7 +258,9 @@ def test_redirects_are_not_followed(stores, callback_receiver, local_callbacks):
 
 
 def test_an_unreachable_receiver_is_a_failed_attempt(stores, local_callbacks):
-    job = services.create_job([services.VisitInput("NOPE", [URL], timezone.now())], callback_url="http://127.0.0.1:9/")
+    job = services.create_job(
+        visits=[services.VisitInput("NOPE", [URL], timezone.now())], callback_url="http://127.0.0.1:9/"
+    )
     run_queued_callbacks()
     job.refresh_from_db()
     assert job.callback_status == "pending"

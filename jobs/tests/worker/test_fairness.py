@@ -22,7 +22,7 @@ def two_clients(transactional_db):
 
 def submit(image_server, client, images: int, tag: str) -> Job:
     urls = [image_server.url(f"/img/{n % 50 + 1}x5.png?{tag}") for n in range(images)]
-    return services.create_job([services.VisitInput("S1", urls, timezone.now())], client=client)
+    return services.create_job(visits=[services.VisitInput("S1", urls, timezone.now())], client=client)
 
 
 def test_two_clients_share_the_workers_whatever_their_number_of_jobs(

@@ -4,9 +4,9 @@ import threading
 import time
 import uuid
 
+from jobs.services.outcomes import Outcome
 from jobs.worker import processing
 from jobs.worker.imaging import MEASURED_FORMATS, FetchLimits
-from jobs.worker.processing import Outcome
 
 LIMITS = FetchLimits(
     total_timeout=5,

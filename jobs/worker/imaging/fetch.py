@@ -15,7 +15,6 @@ import asyncio
 import ctypes
 import functools
 import ipaddress
-import itertools
 import os
 import random
 import socket
@@ -98,11 +97,9 @@ class PublicAddressResolver(AbstractResolver):
 def keep_read_buffers() -> None:
     """Have glibc keep freed memory for the next socket reads rather than hand it back to the kernel.
 
-    asyncio allocates 256 KiB for each read of a socket. By default glibc returns such blocks to the
-    kernel once freed (by munmap, or by trimming the heap), so every image faults its pages in again:
-    about 15 page faults per image, over a tenth of a worker's CPU (docs/performance.md, "Tuning").
-    Here blocks under 1 MiB come from the heap, which keeps up to 16 MiB free. Elsewhere than glibc,
-    nothing.
+    asyncio allocates 256 KiB for each read of a socket, which glibc would otherwise map and unmap
+    for every read, faulting its pages in again each time (docs/performance.md). Here blocks under
+    1 MiB come from the heap, which keeps up to 16 MiB free. Elsewhere than glibc, nothing.
     """
     try:
         os.confstr("CS_GNU_LIBC_VERSION")
@@ -125,7 +122,7 @@ def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession
         headers={"User-Agent": "RetailPulse/1.0 (image dimensions)"},
         auto_decompress=False,
         # aiohttp's read buffer (256 KB) is left as it is: a smaller one pauses the socket reader
-        # within an image, which costs CPU (docs/performance.md, "Tuning").
+        # within an image, which costs CPU.
     )
 
 
@@ -213,8 +210,7 @@ class ImageFetcher:
     """Measures images over one session, many at once, each within `limits.total_timeout`.
 
     The deadlines share one timer: a sweep every DEADLINE_SWEEP seconds, while fetches run, cancels
-    those past theirs. A timer per image (asyncio.timeout, or aiohttp's own) cost about 8 % of the
-    fetching's CPU (docs/performance.md, "Tuning").
+    those past theirs, which costs less CPU than a timer per image (docs/performance.md).
     """
 
     def __init__(self, session: aiohttp.ClientSession, limits: FetchLimits):
@@ -226,11 +222,13 @@ class ImageFetcher:
     async def size(self, url: str) -> tuple[int, int]:
         """Download one image (retrying transient failures) and return its (width, height)."""
         task = asyncio.current_task()
+        assert task is not None, "called from a task"
         self._deadlines[task] = asyncio.get_running_loop().time() + self.limits.total_timeout
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._cancel_overdue())
         try:
-            for attempt in itertools.count():
+            attempt = 0
+            while True:
                 try:
                     return await _get_once(self.session, url, self.limits)
                 except TransientError as exc:
@@ -239,6 +237,7 @@ class ImageFetcher:
                     # Exponential backoff with full jitter, unless the server said how long.
                     backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
                     await asyncio.sleep(backoff)
+                    attempt += 1
         except asyncio.CancelledError:
             # A cancel from elsewhere too (its caller stopping) stays a cancel.
             if task not in self._overdue or task.uncancel() > 0:

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Collection, Generator
 from dataclasses import dataclass
 from io import BytesIO
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from PIL import Image
 
@@ -125,6 +125,7 @@ class HeaderReader:
                 skip = offset - self._pieces_start
                 if self._pieces_length - skip < length:
                     return
+                assert self._reader is not None, "the reader of the format found"
                 self._wanted = self._reader.send(self._take(skip, length))
         except StopIteration as finished:
             self._finish(finished.value)
@@ -373,8 +374,8 @@ def _box(offset: int, end: int | None = None) -> Parse[tuple[int, bytes, int]]:
 def _isobmff() -> Reader:
     """HEIF (HEIC) and AVIF: the primary image's size, cropped (clap) and rotated (irot) as shown."""
     size, _kind, header = yield from _box(0)
-    brands = yield header, min(size - header, 256)
-    brands = {brands[i : i + 4] for i in range(0, len(brands), 4)} - {brands[4:8]}  # less the minor version
+    listed = yield header, min(size - header, 256)
+    brands = {listed[i : i + 4] for i in range(0, len(listed), 4)} - {listed[4:8]}  # less the minor version
     if brands & AVIF_BRANDS:
         image_format = "AVIF"
     elif brands & HEIF_BRANDS:
@@ -392,10 +393,15 @@ def _isobmff() -> Reader:
         offset += size
 
 
+NO_PROPERTY: tuple[bytes, Any] = (b"", None)  # an association to a property that is not there
+
+
 def _primary_image_size(image_format: str, start: int, end: int) -> Parse[tuple[int, int]]:
     """Walk a HEIF meta box: the primary item (pitm), the item properties (ipco) and which belong to
     which item (ipma). Only ispe, clap and irot are read; every other box is skipped."""
-    primary, properties, associations = 1, [], {}
+    primary = 1
+    properties: list[tuple[bytes, Any]] = []
+    associations: dict[int, list[int]] = {}
     offset = start
     while offset < end:
         size, kind, header = yield from _box(offset, end)
@@ -408,7 +414,7 @@ def _primary_image_size(image_format: str, start: int, end: int) -> Parse[tuple[
         offset += size
     width = height = None
     for index in associations.get(primary, ()):
-        kind, value = properties[index - 1] if 0 < index <= len(properties) else (b"", None)
+        kind, value = properties[index - 1] if 0 < index <= len(properties) else NO_PROPERTY
         if kind == b"ispe":
             width, height = value
         elif kind == b"clap" and width is not None:
@@ -417,7 +423,7 @@ def _primary_image_size(image_format: str, start: int, end: int) -> Parse[tuple[
                 width, height = round(width_n / width_d), round(height_n / height_d)
         elif kind == b"irot" and width is not None and value % 2:
             width, height = height, width
-    if width is None:
+    if width is None or height is None:
         raise ImageError(f"broken {image_format}: no size (ispe) for its primary image")
     return width, height
 
