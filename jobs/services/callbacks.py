@@ -17,12 +17,12 @@ events = logging.getLogger("retailpulse.events")
 
 
 class CallbackAttempt(StrEnum):
-    """How an attempt of a delivery ended."""
+    """How an attempt of a delivery ended: the text is the job's callback status after it."""
 
     DELIVERED = "delivered"
-    RETRYING = "failed: the next attempt is scheduled"
-    GAVE_UP = "failed: no attempt left"
-    SUPERSEDED = "superseded: a later end of the job replaced the delivery"
+    RETRYING = "pending"  # failed; the next attempt is scheduled
+    GAVE_UP = "failed"  # failed; no attempt left
+    SUPERSEDED = "superseded"  # a later end of the job replaced the delivery
 
 
 def _callback_task_name(delivery_id: str, attempt: int) -> str:

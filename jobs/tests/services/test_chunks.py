@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from jobs import services
+from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
-from jobs.services import ClaimEnd, tasks
+from jobs.services import ClaimEnd
 from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import stall_check_schedule
 from stores.models import Store
