@@ -211,9 +211,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Image processing -----------------------------------------------------------------------------
-# Worker processes: one per core. Each fetches IN_FLIGHT images at a time on an event loop and keeps
-# its core busy on its own (the simulated GPU work holds no fetch slot); more processes only add
-# memory and CPU per image (docs/performance.md).
+# Worker processes: one per core. Each keeps as many downloads in flight on an event loop as keep its
+# core busy (jobs.worker.concurrency); more processes only add memory and CPU per image
+# (docs/performance.md).
 WORKERS = env_int("RETAILPULSE_WORKERS", os.cpu_count() or 1)
 RETAILPULSE: dict[str, Any] = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
@@ -246,9 +246,10 @@ RETAILPULSE: dict[str, Any] = {
     # than this (services.chunks.chunk_sizes). Bigger chunks pay fewer claims and fewer fetch tails;
     # a new job does not wait for them to end (services.chunks._make_way).
     "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 25_000),
-    # Images downloaded at once by one worker process (the simulated GPU work of measured images waits
-    # beside them, holding no slot): a few dozen keep a core busy; more cost CPU per image.
-    "IN_FLIGHT": env_int("RETAILPULSE_IN_FLIGHT", 32),
+    # The most connections one worker process opens to one image host (docs/configuration.md).
+    "HOST_CONNECTIONS": env_int("RETAILPULSE_HOST_CONNECTIONS", 512),
+    # Memory one worker process's downloads in flight may hold, in MiB: it bounds their number.
+    "FETCH_MEMORY_MB": env_int("RETAILPULSE_FETCH_MEMORY_MB", 64),
     # A claim stops fetching after this long and hands the rest of its chunk back.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk

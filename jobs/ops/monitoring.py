@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from jobs import selectors
 from jobs.ops.heartbeat import HEARTBEAT_MAX_AGE, live_clusters
 
-# Seconds for one chunk of up to CHUNK_SIZE images, fetched IN_FLIGHT at a time.
+# Seconds for one chunk of up to CHUNK_SIZE images, as many in flight as the worker finds keep it busy.
 FETCH_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -127,7 +127,7 @@ class RetailPulseCollector(Collector):
         histogram = selectors.chunk_fetch_histogram(buckets=FETCH_BUCKETS)
         yield HistogramMetricFamily(
             "retailpulse_chunk_fetch_seconds",
-            "Seconds the task of one chunk (up to CHUNK_SIZE images, IN_FLIGHT at a time) took to fetch and "
+            "Seconds the task of one chunk (up to CHUNK_SIZE images) took to fetch and "
             "measure its images, summed over its claims.",
             buckets=[(f"{le:g}", count) for le, count in histogram.buckets] + [("+Inf", histogram.chunks)],
             sum_value=histogram.seconds,

@@ -27,6 +27,7 @@ from jobs.services.outcomes import Outcome, record_outcomes, worker_name
 from jobs.services.queue import enqueue
 
 MIN_CHUNK_SIZE = 100  # images: below this, a chunk's own claim and writes cost more than they spread
+MAKE_WAY_WIDER_THAN = 32  # images: a narrower chunk has them all in flight at once (jobs.worker.concurrency)
 
 log = logging.getLogger(__name__)
 events = logging.getLogger("retailpulse.events")
@@ -95,14 +96,14 @@ def _make_way() -> None:
     their simulated GPU work (at most the delay's upper bound), releases the chunk and claims again:
     the new job's chunk comes first, its job having none running. Only while no other chunk is
     making way, so a burst of submits stops one worker, not all of them. The widest chunk is picked,
-    and only one wider than a worker's images in flight: a narrower one has all its images in
-    flight already, and ends about as soon as it would make way.
+    and only one wider than a worker's fewest images in flight: a narrower one has all its images
+    in flight already, and ends about as soon as it would make way.
     """
     running = selectors.held_chunks(now=timezone.now())
     if len(running) < settings.Q_CLUSTER["workers"] or any(chunk.make_way for chunk in running):
         return
     widest = max(running, key=lambda chunk: (chunk.images, -chunk.id))
-    if widest.images > settings.RETAILPULSE["IN_FLIGHT"]:
+    if widest.images > MAKE_WAY_WIDER_THAN:
         Chunk.objects.filter(pk=widest.id).update(make_way=True)
 
 

@@ -114,7 +114,7 @@ def wait_for_first_image(job_id: int) -> None:
 
 def test_small_job_is_not_queued_behind_a_big_one(client, stores, image_server, start_cluster, settings):
     settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 20}
-    start_cluster(RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="20")
+    start_cluster(RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_HOST_CONNECTIONS="20")
     big = submit(client, [visit("S1", *[image_server.url(f"/img/{n}x5.png") for n in range(1, 401)])]).json()["job_id"]
     time.sleep(0.5)
     small = submit(client, [visit("S2", image_server.url("/img/5x5.jpg"))]).json()["job_id"]
@@ -129,8 +129,8 @@ def test_a_running_chunk_makes_way_for_a_new_job_when_every_worker_is_busy(
     client, stores, image_server, start_cluster, settings
 ):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300, "IN_FLIGHT": 10}
-    start_cluster(RETAILPULSE_WORKERS="1", RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_IN_FLIGHT="10")
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 300}
+    start_cluster(RETAILPULSE_WORKERS="1", RETAILPULSE_GPU_DELAY="0.1-0.2", RETAILPULSE_HOST_CONNECTIONS="10")
     urls = [image_server.url(f"/img/{n}x5.png") for n in range(1, 601)]
     big = submit(client, [visit("S1", *urls)]).json()["job_id"]  # two chunks of 300: about 4 s each
     wait_for_first_image(big)
@@ -206,7 +206,7 @@ def test_sigterm_to_the_cluster_loses_no_image(client, stores, image_server, sta
     settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 10}
     # One fetch at a time, so chunks still wait when the SIGTERM comes: a worker takes the next
     # chunk as soon as it has fetched one, its last images finishing their GPU stage meanwhile.
-    first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4", RETAILPULSE_IN_FLIGHT="1")
+    first = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4", RETAILPULSE_HOST_CONNECTIONS="1")
     urls = [image_server.url(f"/img/{n}x2.png") for n in range(1, 401)]
     job_id = submit(client, [visit("S1", *urls)]).json()["job_id"]
     wait_for_first_image(job_id)

@@ -46,7 +46,7 @@ def _limits() -> imaging.FetchLimits:
 async def _post(url: str, payload: bytes, headers: dict[str, str], limits: imaging.FetchLimits) -> None:
     imaging.check_url(url, limits)
     async with (
-        imaging.open_session(limits, connections=1) as session,
+        imaging.open_session(limits) as session,
         asyncio.timeout(limits.total_timeout),
         session.post(url, data=payload, headers=headers, allow_redirects=False) as response,
     ):

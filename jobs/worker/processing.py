@@ -14,31 +14,38 @@ import logging
 import os
 import queue
 import random
+import resource
 import threading
 import time
 from collections.abc import Generator
 from typing import Any
 
-import aiohttp
-
 from jobs.services.outcomes import Outcome
 from jobs.worker import imaging
+from jobs.worker.concurrency import InFlightLimit
+from jobs.worker.hosts import Host, HostQueues, HostTable, Waiting
 
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.5  # seconds: the longest a finished image waits before it is written
 FLUSH_SIZE = 1000  # images: the most written in one transaction
+STEER_EVERY = 0.05  # seconds between two looks at the in-flight limit and the hosts
 STOP_GRACE = 5.0  # seconds the fetcher gets past its deadline to wind down
+RETRIES = 2  # after the first attempt, for transient failures only (a host in distress)
 
 
 class _FetchLoop:
-    """An event loop in a daemon thread, with one aiohttp session."""
+    """An event loop in a daemon thread, with one aiohttp session, the hosts it has met and its
+    in-flight limit: all kept from one chunk to the next."""
 
-    def __init__(self, limits: imaging.FetchLimits, connections: int):
+    def __init__(self, limits: imaging.FetchLimits):
         imaging.keep_read_buffers()
+        _allow_open_files(limits.memory_budget)
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="image-fetcher", daemon=True).start()
-        self.session = self.run(self._open_session(limits, connections)).result()
+        self.session = self.run(self._open_session(limits)).result()
+        self.hosts = HostTable(connection_cap=limits.host_connections)
+        self.limit = InFlightLimit(memory_budget=limits.memory_budget)
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -46,31 +53,46 @@ class _FetchLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     @staticmethod
-    async def _open_session(limits: imaging.FetchLimits, connections: int):
-        return imaging.open_session(limits, connections)  # a session belongs to the loop it is made in
+    async def _open_session(limits: imaging.FetchLimits):
+        return imaging.open_session(limits)  # a session belongs to the loop it is made in
 
     def run(self, coroutine) -> "concurrent.futures.Future":
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
 
+def _allow_open_files(memory_budget: int) -> None:
+    """Raise the soft limit of open files as far as the in-flight ceiling may need (one socket
+    each), within the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = InFlightLimit(memory_budget=memory_budget).ceiling + 256
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 _fetch_loops: dict[tuple, _FetchLoop] = {}
 
 
-def _fetch_loop(limits: imaging.FetchLimits, connections: int) -> _FetchLoop:
+def _fetch_loop(limits: imaging.FetchLimits) -> _FetchLoop:
     """This process's loop for these connection settings (the session depends on them)."""
-    key = (os.getpid(), limits.allow_private, limits.connect_timeout, connections)
+    key = (os.getpid(), limits.allow_private, limits.connect_timeout, limits.host_connections, limits.memory_budget)
     if key not in _fetch_loops:
-        _fetch_loops[key] = _FetchLoop(limits, connections)
+        _fetch_loops[key] = _FetchLoop(limits)
     return _fetch_loops[key]
+
+
+def _log_if_failed(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("image fetcher's steering failed", exc_info=task.exception())
 
 
 async def _measure_all(
     images: list[tuple[int, str]],
     report: "queue.SimpleQueue[list[Outcome] | None]",
     *,
-    session: aiohttp.ClientSession,
+    fetch_loop: _FetchLoop,
     limits: imaging.FetchLimits,
-    in_flight: int,
     gpu_delay: tuple[float, float],
     deadline: float,
     stop_fetching: asyncio.Event,
@@ -79,18 +101,25 @@ async def _measure_all(
     """Measure the images and put their outcomes on `report` in batches, at least one every
     FLUSH_EVERY (empty if nothing finished: the caller gets its turn even while every image hangs).
 
-    Two stages: `in_flight` fetching coroutines take the next image in turn (download, read the
-    size); a measured image then waits out its simulated GPU work as a timer, holding no fetch slot.
-    `stop_fetching` cancels the fetches in flight (those images stay pending); what is downloaded
-    still finishes its GPU work. `fetched` is set when only the GPU stage is left.
+    Two stages: fetchers take the next image of the next host that can start one (download, read
+    the size), as many as the in-flight limit allows; a measured image then waits out its simulated
+    GPU work as a timer, holding no place. Every STEER_EVERY the limit is worked out again and
+    fetchers started to meet it (jobs.worker.concurrency). `stop_fetching` cancels the fetches in
+    flight (those images stay pending); what is downloaded still finishes its GPU work. `fetched`
+    is set when only the GPU stage is left.
     """
     loop = asyncio.get_running_loop()
-    fetcher = imaging.ImageFetcher(session, limits)
+    fetcher = imaging.ImageFetcher(fetch_loop.session, limits)
+    hosts, limit = fetch_loop.hosts, fetch_loop.limit
     delayed = any(gpu_delay)
-    waiting = iter(images)
+    queues = HostQueues()
     batch: list[Outcome] = []
     in_gpu: set[asyncio.TimerHandle] = set()
     gpu_drained = asyncio.Event()
+    fetchers: set[asyncio.Task] = set()
+    all_fetched = asyncio.Event()
+    to_fetch = 0  # images queued whose fetch has not ended
+    fetches_ended = 0
 
     def hand_over() -> None:
         nonlocal batch
@@ -111,34 +140,119 @@ async def _measure_all(
         in_gpu.add(timer)
         gpu_drained.clear()
 
+    def fetch_ended(outcome: Outcome) -> None:
+        nonlocal to_fetch, fetches_ended
+        to_fetch -= 1
+        fetches_ended += 1
+        if delayed and outcome.width is not None:
+            simulate_gpu_work(outcome)
+        else:
+            finish(outcome)
+        if to_fetch == 0:
+            all_fetched.set()
+
+    async def fetch(image: Waiting, host: Host) -> None:
+        now = loop.time()
+        if image.deadline is None:
+            image.deadline = now + limits.total_timeout
+        elif now >= image.deadline:  # its retries waited out the deadline
+            error = f"timed out after {limits.total_timeout:g} s (host {host.name})"
+            return fetch_ended(Outcome(image.image_id, error=error))
+        if host.in_flight and host.is_down(now=now, timeout=limits.total_timeout):
+            return fetch_ended(Outcome(image.image_id, error=down_error(host)))  # its probe is out
+        host.sent(now)
+        try:
+            width, height = await fetcher.size(image.url, deadline=image.deadline)
+        except imaging.TransientError as exc:
+            host.failed(now=loop.time(), error=str(exc), distress=True, retry_after=exc.retry_after)
+            image.attempts += 1
+            if image.attempts <= RETRIES:
+                queues.add(image, first=True)
+                return None
+            error = f"{exc} (after {image.attempts} attempts, host {host.name})"
+            return fetch_ended(Outcome(image.image_id, error=error))
+        except imaging.HostUnreachable as exc:
+            host.failed(now=loop.time(), error=str(exc), distress=False)
+            return fetch_ended(Outcome(image.image_id, error=f"{exc} (host {host.name})"))
+        except imaging.ImageError as exc:
+            host.answered(now=loop.time(), seconds=loop.time() - now)
+            return fetch_ended(Outcome(image.image_id, error=str(exc)))
+        except Exception as exc:  # a bug must fail one image, not leave it pending forever
+            log.exception("unexpected error measuring %s", image.url)
+            return fetch_ended(Outcome(image.image_id, error=f"internal error: {exc!r}"))
+        finally:
+            host.in_flight -= 1
+        host.answered(now=loop.time(), seconds=loop.time() - now)
+        return fetch_ended(Outcome(image.image_id, width, height))
+
     async def fetch_in_turn() -> None:
-        for image_id, url in waiting:
-            try:
-                width, height = await fetcher.size(url)
-            except imaging.ImageError as exc:
-                finish(Outcome(image_id, error=str(exc)))
-                continue
-            except Exception as exc:  # a bug must fail one image, not leave it pending forever
-                log.exception("unexpected error measuring %s", url)
-                finish(Outcome(image_id, error=f"internal error: {exc!r}"))
-                continue
-            if delayed:
-                simulate_gpu_work(Outcome(image_id, width, height))
-            else:
-                finish(Outcome(image_id, width, height))
+        try:
+            while len(fetchers) <= limit.value:
+                image = queues.take(loop.time())
+                if image is None:
+                    return
+                await fetch(image, image.host)
+        finally:
+            fetchers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
-    async def hand_over_regularly() -> None:
+    def start_fetchers(now: float) -> None:
+        waiting = queues.waiting()
+        startable = sum(
+            min(count, int(host.allowed) - host.in_flight) for host, count in waiting.items() if host.can_start(now)
+        )
+        for _ in range(min(startable, limit.value - len(fetchers))):
+            fetchers.add(asyncio.create_task(fetch_in_turn()))
+
+    def down_error(host: Host) -> str:
+        return f"{host.last_error} (host {host.name} failed every request for {limits.total_timeout:g} s)"
+
+    def fail_the_images_of_hosts_down(now: float) -> None:
+        for host in queues.waiting():
+            if host.in_flight and host.is_down(now=now, timeout=limits.total_timeout):
+                for image in queues.take_all_of(host):
+                    fetch_ended(Outcome(image.image_id, error=down_error(host)))
+
+    async def steer() -> None:
+        cpu_then, ended_then = time.thread_time(), fetches_ended  # this is the loop's thread
+        flush_at = loop.time() + FLUSH_EVERY
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            hand_over()
+            await asyncio.sleep(STEER_EVERY)
+            now, cpu_now = loop.time(), time.thread_time()
+            if fetches_ended > ended_then:
+                limit.measured(cpu_seconds=cpu_now - cpu_then, images=fetches_ended - ended_then)
+                cpu_then, ended_then = cpu_now, fetches_ended
+            fail_the_images_of_hosts_down(now)
+            images_left = queues.waiting()
+            for host in hosts.hosts.values():
+                if host.in_flight:
+                    images_left[host] = images_left.get(host, 0) + host.in_flight
+            limit.update(images_left=images_left, now=now)
+            start_fetchers(now)
+            if now >= flush_at:
+                hand_over()
+                flush_at = now + FLUSH_EVERY
 
-    flusher = asyncio.create_task(hand_over_regularly())
-    fetching: asyncio.Future[Any] = asyncio.gather(*(fetch_in_turn() for _ in range(min(in_flight, len(images)))))
+    for image_id, url in images:
+        try:
+            parsed = imaging.check_url(url, limits)
+        except imaging.ImageError as exc:
+            finish(Outcome(image_id, error=str(exc)))
+            continue
+        queues.add(Waiting(image_id, parsed, hosts.host_of(parsed)))
+        to_fetch += 1
+    if not to_fetch:
+        all_fetched.set()
+    start_fetchers(loop.time())
+    steering = asyncio.create_task(steer())
+    steering.add_done_callback(_log_if_failed)
+    fetching: asyncio.Future[Any] = asyncio.ensure_future(all_fetched.wait())
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop_fetching.wait())
     try:
         async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
             await asyncio.wait([fetching, stopped], return_when=asyncio.FIRST_COMPLETED)
-            fetching.cancel()  # a no-op unless stopped first
+            steering.cancel()
+            for task in list(fetchers):  # none left unless stopped first
+                task.cancel()
             if in_gpu:
                 fetched.set()
                 hand_over()  # the caller learns at once that only the GPU stage is left
@@ -146,11 +260,13 @@ async def _measure_all(
     except TimeoutError:
         pass  # what did not finish stays pending and goes back to the queue
     finally:
+        steering.cancel()
+        for task in list(fetchers):
+            task.cancel()
         fetching.cancel()
         stopped.cancel()
         for timer in in_gpu:  # cancelled: those images stay pending too
             timer.cancel()
-        flusher.cancel()
         hand_over()
         report.put(None)  # finished
 
@@ -159,7 +275,6 @@ def measure_images(
     images: list[tuple[int, str]],
     *,
     limits: imaging.FetchLimits,
-    in_flight: int,
     gpu_delay: tuple[float, float],
     deadline: float,
     stop: threading.Event | None = None,
@@ -179,15 +294,14 @@ def measure_images(
     fetches.
     """
     report: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()
-    fetch = _fetch_loop(limits, in_flight)
+    fetch = _fetch_loop(limits)
     stop_fetching = asyncio.Event()  # set on the loop's thread: asyncio objects are not thread-safe
     measuring = fetch.run(
         _measure_all(
             images,
             report,
-            session=fetch.session,
+            fetch_loop=fetch,
             limits=limits,
-            in_flight=in_flight,
             gpu_delay=gpu_delay,
             deadline=deadline,
             stop_fetching=stop_fetching,

@@ -62,7 +62,6 @@ def _measure_chunk(claim: services.Claim) -> ClaimEnd:
     batches = processing.measure_images(
         images,
         limits=imaging.FetchLimits.from_settings(config),
-        in_flight=config["IN_FLIGHT"],
         gpu_delay=config["GPU_DELAY"],
         deadline=started + config["CHUNK_DEADLINE"],
         stop=stop,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from jobs import services, tasks
+from jobs.services import chunks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.services import ClaimEnd
 from jobs.services.outcomes import Outcome
@@ -225,11 +226,10 @@ def making_way() -> list[tuple[int, int]]:
 
 
 @pytest.fixture
-def three_workers(settings):
+def three_workers(settings, monkeypatch):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
-    # A chunk of 3 images is wider than the images in flight.
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "IN_FLIGHT": 2}
-    return settings.RETAILPULSE
+    # A chunk of 3 images is wider than the fewest images in flight.
+    monkeypatch.setattr(chunks, "MAKE_WAY_WIDER_THAN", 2)
 
 
 def test_a_new_job_asks_one_held_chunk_to_make_way_when_every_worker_is_busy(three_workers):
@@ -244,16 +244,16 @@ def test_a_new_job_asks_one_held_chunk_to_make_way_when_every_worker_is_busy(thr
 
 
 @pytest.mark.parametrize(
-    ("first_jobs", "held", "in_flight"),
+    ("first_jobs", "held", "fewest_in_flight"),
     [
         ([12], 2, 2),  # two held chunks of 3 images: a worker is free
         ([12, 2], 3, 3),  # every worker busy, but each chunk has all its images in flight already
     ],
 )
 def test_no_chunk_makes_way_while_a_worker_is_free_or_none_is_wider_than_its_window(
-    three_workers, first_jobs, held, in_flight
+    three_workers, monkeypatch, first_jobs, held, fewest_in_flight
 ):
-    three_workers["IN_FLIGHT"] = in_flight
+    monkeypatch.setattr(chunks, "MAKE_WAY_WIDER_THAN", fewest_in_flight)
     for images in first_jobs:
         make_job(images)
     claimed(held)

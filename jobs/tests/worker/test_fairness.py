@@ -36,7 +36,7 @@ def test_two_clients_share_the_workers_whatever_their_number_of_jobs(
     for n in range(3):
         submit(image_server, a, 400, f"a{n}")
     b_job = submit(image_server, b, 400, "b")
-    start_cluster(RETAILPULSE_WORKERS="4", RETAILPULSE_IN_FLIGHT="5", RETAILPULSE_GPU_DELAY="0.2")
+    start_cluster(RETAILPULSE_WORKERS="4", RETAILPULSE_HOST_CONNECTIONS="5", RETAILPULSE_GPU_DELAY="0.2")
 
     wait_until(lambda: Job.objects.get(pk=b_job.pk).status != "ongoing", timeout=120, what="B's job to end")
     b_end = Job.objects.get(pk=b_job.pk).finished_at
@@ -54,8 +54,8 @@ def test_a_small_job_of_another_client_ends_within_3_s_while_a_client_runs_four_
     with A's four jobs, B's 5 images (0.1-0.4 s of simulated GPU each) end within 3 s of the submit."""
     a, b = two_clients
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
-    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 200, "IN_FLIGHT": 20}
-    start_cluster(RETAILPULSE_WORKERS="4", RETAILPULSE_IN_FLIGHT="20", RETAILPULSE_GPU_DELAY="0.1-0.4")
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "CHUNK_SIZE": 200}
+    start_cluster(RETAILPULSE_WORKERS="4", RETAILPULSE_HOST_CONNECTIONS="20", RETAILPULSE_GPU_DELAY="0.1-0.4")
     big = [submit(image_server, a, 1600, f"a{n}") for n in range(4)]
     wait_until(
         lambda: all(ImageResult.objects.filter(job=job, status="done").exists() for job in big),

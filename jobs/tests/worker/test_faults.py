@@ -103,7 +103,7 @@ def test_a_job_survives_killed_processes_and_cut_connections(image_server, start
 # --- Leases: workers that die, freeze, raise or keep dying --------------------------------------
 
 # The lease settings are the defaults: these tests check the recovery times they give.
-DELAY_ON = {"RETAILPULSE_GPU_DELAY": "0.1-0.4", "RETAILPULSE_WORKERS": "2", "RETAILPULSE_IN_FLIGHT": "100"}
+DELAY_ON = {"RETAILPULSE_GPU_DELAY": "0.1-0.4", "RETAILPULSE_WORKERS": "2", "RETAILPULSE_HOST_CONNECTIONS": "100"}
 
 
 @pytest.fixture
@@ -344,7 +344,7 @@ def test_a_database_error_mid_chunk_backs_off_then_fails_the_images_with_its_tex
 
 def test_readiness_fails_naming_why_when_every_worker_is_frozen(client, store, image_server, start_cluster, settings):
     settings.RETAILPULSE = {**settings.RETAILPULSE, "READY_PROGRESS_AFTER": 2}
-    cluster = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4", RETAILPULSE_IN_FLIGHT="5")
+    cluster = start_cluster(RETAILPULSE_WORKERS="2", RETAILPULSE_GPU_DELAY="0.2-0.4", RETAILPULSE_HOST_CONNECTIONS="5")
     job_id = submit_images(client, 500, image_server)
     wait_until(lambda: outcome_since(job_id, timezone.now() - timedelta(days=1)), 30, "a first outcome")
     workers = cluster.worker_pids()

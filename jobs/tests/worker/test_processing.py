@@ -1,11 +1,15 @@
 """jobs.worker.processing against the local image server: every image comes back once, in batches."""
 
+import dataclasses
 import threading
 import time
 import uuid
 
+import pytest
+
+from conftest import ImageServer
 from jobs.services.outcomes import Outcome
-from jobs.worker import processing
+from jobs.worker import hosts, processing
 from jobs.worker.imaging import MEASURED_FORMATS, FetchLimits
 
 LIMITS = FetchLimits(
@@ -16,15 +20,18 @@ LIMITS = FetchLimits(
     max_redirects=3,
     allow_private=True,
     formats=MEASURED_FORMATS,
+    host_connections=20,
+    memory_budget=8 << 20,
 )
 
 
-def measure_images_lazily(images, *, in_flight=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None):
+def measure_images_lazily(
+    images, *, host_connections=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None, **limits
+):
     """The batches as the worker's task takes them, one at a time."""
     return processing.measure_images(
         images,
-        limits=LIMITS,
-        in_flight=in_flight,
+        limits=dataclasses.replace(LIMITS, host_connections=host_connections, **limits),
         gpu_delay=gpu_delay,
         deadline=time.monotonic() + deadline_in,
         stop=stop,
@@ -40,7 +47,7 @@ def test_every_image_comes_back_exactly_once_across_batches(image_server, monkey
     images = [(n, image_server.url(f"/img/{n % 5 + 1}x3.png")) for n in range(300)]
     images += [(1000, image_server.url("/status/404")), (1001, image_server.url("/notimage"))]
 
-    batches = measure(images, in_flight=16, gpu_delay=(0.0, 0.01))
+    batches = measure(images, host_connections=16, gpu_delay=(0.0, 0.01))
 
     outcomes = [o for batch in batches for o in batch]
     assert sorted(o.image_id for o in outcomes) == sorted(image_id for image_id, _url in images)
@@ -52,12 +59,12 @@ def test_every_image_comes_back_exactly_once_across_batches(image_server, monkey
     assert by_id[1001].error.startswith("not an image")
 
 
-def test_in_flight_bounds_concurrent_fetches(image_server):
+def test_the_host_cap_bounds_concurrent_fetches(image_server):
     # Each request is held until a fourth is in at the same time (never, if at most 3 are) or for 1 s.
     key = uuid.uuid4().hex
     images = [(n, image_server.url(f"/held/{key}?peers=4&wait=1&n={n}")) for n in range(4)]
 
-    outcomes = [o for batch in measure(images, in_flight=3) for o in batch]
+    outcomes = [o for batch in measure(images, host_connections=3) for o in batch]
 
     assert sorted(o.image_id for o in outcomes) == [0, 1, 2, 3]
     assert image_server.most_at_once(key) == 3
@@ -96,7 +103,7 @@ def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_serv
     stop = threading.Event()
 
     outcomes = []
-    for batch in measure_images_lazily(images, in_flight=5, stop=stop):
+    for batch in measure_images_lazily(images, host_connections=5, stop=stop):
         outcomes += batch
         if outcomes:
             stop.set()
@@ -115,7 +122,7 @@ def test_stop_lets_downloaded_images_finish_their_gpu_work(image_server, monkeyp
     stop = threading.Event()
 
     outcomes, started = [], time.monotonic()
-    for batch in measure_images_lazily(images, in_flight=2, gpu_delay=(0.5, 0.5), stop=stop):
+    for batch in measure_images_lazily(images, host_connections=2, gpu_delay=(0.5, 0.5), stop=stop):
         outcomes += batch
         if sum(f"/held/{key}" in path for path in image_server.requests) == 2:  # 1 and 2 are past their fetch
             stop.set()
@@ -130,7 +137,7 @@ def test_stop_lets_downloaded_images_finish_their_gpu_work(image_server, monkeyp
 def test_closing_drops_what_is_unfinished_at_once(image_server):
     images = [(n, image_server.url(f"/img/3x2.png?n={n}")) for n in (1, 2)]
 
-    batches = measure_images_lazily(images, in_flight=2, gpu_delay=(5.0, 5.0))
+    batches = measure_images_lazily(images, host_connections=2, gpu_delay=(5.0, 5.0))
     started = time.monotonic()
     first = next(batches)  # at FLUSH_EVERY: both images are in their GPU work
     batches.close()
@@ -139,17 +146,17 @@ def test_closing_drops_what_is_unfinished_at_once(image_server):
     assert time.monotonic() - started < 2  # not the 5 s of GPU work
 
 
-def test_the_simulated_gpu_work_holds_no_fetch_slot(image_server):
+def test_the_simulated_gpu_work_holds_no_place_in_flight(image_server):
     key = uuid.uuid4().hex
     images = [(n, image_server.url(f"/img/3x2.png?gpu={key}&n={n}")) for n in range(5)]
     fetched_before_first_outcome = None
 
     outcomes = []
-    for batch in measure_images_lazily(images, in_flight=1, gpu_delay=(1.0, 1.0)):
+    for batch in measure_images_lazily(images, host_connections=1, gpu_delay=(1.0, 1.0)):
         if batch and fetched_before_first_outcome is None:
             fetched_before_first_outcome = sum(key in path for path in image_server.requests)
         outcomes += batch
 
-    # With the delay inside the one fetch slot, the second image would be fetched after the first's 1 s.
+    # With the delay inside the one connection's fetch, the second image would be fetched after the first's 1 s.
     assert fetched_before_first_outcome == 5
     assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(n, 3, 2) for n in range(5)]

@@ -2,6 +2,7 @@
 
 from jobs.worker.imaging.fetch import (
     FetchLimits,
+    HostUnreachable,
     ImageFetcher,
     PublicAddressResolver,
     TransientError,
@@ -16,6 +17,7 @@ __all__ = [
     "MEASURED_FORMATS",
     "FetchLimits",
     "HeaderReader",
+    "HostUnreachable",
     "ImageError",
     "ImageFetcher",
     "PublicAddressResolver",

@@ -16,7 +16,6 @@ import ctypes
 import functools
 import ipaddress
 import os
-import random
 import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -30,14 +29,17 @@ from jobs.worker.imaging.headers import HeaderReader, ImageError
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 TRANSIENT_STATUSES = {429, 502, 503, 504}
-RETRIES = 2  # after the first attempt, for transient failures only
-MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is capped, the per-image deadline still rules
+MAX_RETRY_AFTER = 30.0  # seconds; a longer Retry-After is capped, the per-image deadline still rules
 DEADLINE_SWEEP = 0.1  # seconds: the most a fetch runs past its deadline before it is cancelled
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt(3) parameters
 
 
+class HostUnreachable(ImageError):
+    """The host did not answer: no address, no connection, or no whole answer before the deadline."""
+
+
 class TransientError(ImageError):
-    """A failure worth another attempt (connection reset, 429, 502, 503, 504)."""
+    """A failure worth another attempt (connection reset, 429, 502, 503, 504): the host is in distress."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -53,6 +55,8 @@ class FetchLimits:
     max_redirects: int
     allow_private: bool
     formats: tuple[str, ...]
+    host_connections: int  # the most connections to one host, per worker process
+    memory_budget: int  # bytes: what the downloads in flight of one worker process may hold
 
     @classmethod
     def from_settings(cls, config: dict) -> "FetchLimits":
@@ -64,6 +68,8 @@ class FetchLimits:
             max_redirects=config["MAX_REDIRECTS"],
             allow_private=config["FETCH_ALLOW_PRIVATE"],
             formats=config["IMAGE_FORMATS"],
+            host_connections=config["HOST_CONNECTIONS"],
+            memory_budget=config["FETCH_MEMORY_MB"] << 20,
         )
 
 
@@ -110,9 +116,10 @@ def keep_read_buffers() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 16 << 20)
 
 
-def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession:
+def open_session(limits: FetchLimits) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
-        limit=connections,
+        limit=0,  # the worker's in-flight limit and each host's cap rule (jobs.worker.hosts)
+        limit_per_host=limits.host_connections,
         ttl_dns_cache=60,
         resolver=None if limits.allow_private else PublicAddressResolver(),
     )
@@ -126,13 +133,13 @@ def open_session(limits: FetchLimits, connections: int) -> aiohttp.ClientSession
     )
 
 
-def check_url(url: str, limits: FetchLimits) -> URL:
+def check_url(url: str | URL, limits: FetchLimits) -> URL:
     """Refuse what the resolver never sees: other schemes, and hosts written as IP literals.
 
     Returns the URL parsed, as aiohttp would parse it: given it, aiohttp does not parse it again.
     """
     try:
-        parsed = URL(url)
+        parsed = url if isinstance(url, URL) else URL(url)
     except ValueError:  # a bad port or an unclosed IPv6 bracket
         raise ImageError(f"invalid URL ({url})") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
@@ -161,12 +168,12 @@ def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else None
 
 
-async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimits) -> tuple[int, int]:
+async def _get_once(session: aiohttp.ClientSession, url: str | URL, limits: FetchLimits) -> tuple[int, int]:
     for _hop in range(limits.max_redirects + 1):
         try:
             async with session.get(check_url(url, limits), allow_redirects=False) as response:
                 if response.status in REDIRECT_STATUSES and "Location" in response.headers:
-                    url = urljoin(url, response.headers["Location"])
+                    url = URL(urljoin(str(url), response.headers["Location"]))
                     continue
                 if response.status in TRANSIENT_STATUSES:
                     raise TransientError(f"HTTP {response.status}", _retry_after(response))
@@ -191,11 +198,11 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
                     raise ImageError(f"truncated download ({received:,} of {declared or '?'} bytes)") from exc
                 return reader.close()
         except aiohttp.ConnectionTimeoutError:
-            raise ImageError(f"connect timed out after {limits.connect_timeout:g} s") from None
+            raise HostUnreachable(f"connect timed out after {limits.connect_timeout:g} s") from None
         except aiohttp.ClientConnectorDNSError:
-            raise ImageError("host name not found") from None
+            raise HostUnreachable("host name not found") from None
         except aiohttp.ClientConnectorError as exc:
-            raise ImageError(f"cannot connect ({exc.os_error.strerror or exc.os_error})") from None
+            raise HostUnreachable(f"cannot connect ({exc.os_error.strerror or exc.os_error})") from None
         except aiohttp.ServerDisconnectedError:
             # Not str(exc): after a partial answer it is the repr of the headers aiohttp had parsed.
             raise TransientError("connection lost (server disconnected)") from None
@@ -207,7 +214,7 @@ async def _get_once(session: aiohttp.ClientSession, url: str, limits: FetchLimit
 
 
 class ImageFetcher:
-    """Measures images over one session, many at once, each within `limits.total_timeout`.
+    """Measures images over one session, many at once, each attempt within its deadline.
 
     The deadlines share one timer: a sweep every DEADLINE_SWEEP seconds, while fetches run, cancels
     those past theirs, which costs less CPU than a timer per image (docs/performance.md).
@@ -219,30 +226,23 @@ class ImageFetcher:
         self._overdue: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
 
-    async def size(self, url: str) -> tuple[int, int]:
-        """Download one image (retrying transient failures) and return its (width, height)."""
+    async def size(self, url: str | URL, *, deadline: float | None = None) -> tuple[int, int]:
+        """Download one image once and return its (width, height); give up at `deadline` (loop time;
+        by default `limits.total_timeout` from now). Retrying is the caller's: it knows the host's
+        state (jobs.worker.hosts)."""
         task = asyncio.current_task()
         assert task is not None, "called from a task"
-        self._deadlines[task] = asyncio.get_running_loop().time() + self.limits.total_timeout
+        loop = asyncio.get_running_loop()
+        self._deadlines[task] = loop.time() + self.limits.total_timeout if deadline is None else deadline
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._cancel_overdue())
         try:
-            attempt = 0
-            while True:
-                try:
-                    return await _get_once(self.session, url, self.limits)
-                except TransientError as exc:
-                    if attempt == RETRIES:
-                        raise ImageError(f"{exc} (after {RETRIES + 1} attempts)") from None
-                    # Exponential backoff with full jitter, unless the server said how long.
-                    backoff = exc.retry_after if exc.retry_after is not None else random.uniform(0, 0.5 * 2**attempt)
-                    await asyncio.sleep(backoff)
-                    attempt += 1
+            return await _get_once(self.session, url, self.limits)
         except asyncio.CancelledError:
             # A cancel from elsewhere too (its caller stopping) stays a cancel.
             if task not in self._overdue or task.uncancel() > 0:
                 raise
-            raise ImageError(f"timed out after {self.limits.total_timeout:g} s") from None
+            raise HostUnreachable(f"timed out after {self.limits.total_timeout:g} s") from None
         finally:
             del self._deadlines[task]
             self._overdue.discard(task)

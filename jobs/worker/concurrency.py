@@ -1,0 +1,47 @@
+"""How many downloads one worker process keeps in flight: as many as keep its fetching thread busy.
+
+By Little's law the images per second are the downloads in flight divided by a download's time.
+The fetching thread can measure at most one image per `cpu_per_image` seconds, so the downloads
+that keep it busy are about a download's time over its CPU per image: a handful for a host on the
+same machine, a thousand for one 300 ms away. Both are measured as the chunk runs (each host's
+shortest recent answer, weighted by its share of the images left; the thread's CPU time per
+image), so the limit follows the hosts of the chunk at hand in one round trip, where a search for
+the knee would need many. A waiting download costs no CPU and a few kilobytes, so the ceiling is
+a memory budget, not a count; each host's own cap (jobs.worker.hosts) keeps one slow host from
+taking every place.
+"""
+
+from collections.abc import Mapping
+
+from jobs.worker.hosts import Host
+
+GAIN = 1.5  # in flight beyond the estimate: latency and CPU per image both vary from image to image
+MIN_IN_FLIGHT = 32  # enough for a host on the same machine (docs/performance.md)
+BYTES_PER_DOWNLOAD = 48 << 10  # what one download in flight holds: buffers, socket, task (docs/performance.md)
+CPU_SMOOTHING = 0.2  # weight of the newest measure of CPU per image
+
+
+class InFlightLimit:
+    def __init__(self, *, memory_budget: int):
+        self.ceiling = max(MIN_IN_FLIGHT, memory_budget // BYTES_PER_DOWNLOAD)
+        self.value = MIN_IN_FLIGHT
+        self.cpu_per_image: float | None = None
+
+    def measured(self, *, cpu_seconds: float, images: int) -> None:
+        """The fetching thread spent `cpu_seconds` on `images` finished images."""
+        if images <= 0:
+            return
+        newest = cpu_seconds / images
+        old = self.cpu_per_image
+        self.cpu_per_image = newest if old is None else old + CPU_SMOOTHING * (newest - old)
+
+    def update(self, *, images_left: Mapping[Host, int], now: float) -> int:
+        """The limit for images left per host (waiting or in flight); hosts not yet heard from
+        count once they keep the worker waiting."""
+        weighted = [(count, host.expected_latency(now)) for host, count in images_left.items() if count > 0]
+        total = sum(count for count, latency in weighted if latency > 0)
+        if total and self.cpu_per_image:
+            latency = sum(count * latency for count, latency in weighted) / total
+            estimate = GAIN * latency / self.cpu_per_image
+            self.value = int(min(max(estimate, MIN_IN_FLIGHT), self.ceiling))
+        return self.value
