@@ -6,6 +6,7 @@ import ipaddress
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -103,6 +104,8 @@ class ImageServer(LocalServer):
                            is the most that were in at once
     /huge                  Content-Length of 1 GB (nothing sent)
     /endless               an image header followed by bytes without end, no Content-Length
+    /trickle               an image's status line, headers and body, a byte a second
+    /reset                 the connection reset (RST) without an answer
     """
 
     def __init__(self, host: str = "127.0.0.1"):
@@ -212,6 +215,18 @@ class ImageServer(LocalServer):
                     handler.wfile.write(b"\0" * 65536)
             except OSError:
                 pass
+        elif kind == "trickle":
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(jpeg), jpeg)
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                for byte in answer:
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+                    time.sleep(1)
+        elif kind == "reset":
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()  # with a zero linger: a reset, not a FIN
+            handler.close_connection = True
         else:
             self.send(handler, 404, b"")
 

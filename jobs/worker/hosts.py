@@ -5,7 +5,7 @@ of a recent window: queueing in the worker does not count), how many connections
 and its distress. A host that answers 429 or 503, or drops connections, has its connections halved
 and is left alone for a while; every answer gives one back, up to the cap (additive increase,
 multiplicative decrease, as TCP does). A host that has failed every request for a whole fetch
-timeout is down: its waiting images fail at once, one probe at a time goes on.
+timeout is down: the chunk's images still waiting for it fail at once.
 """
 
 import collections

@@ -158,8 +158,8 @@ async def _measure_all(
         elif now >= image.deadline:  # its retries waited out the deadline
             error = f"timed out after {limits.total_timeout:g} s (host {host.name})"
             return fetch_ended(Outcome(image.image_id, error=error))
-        if host.in_flight and host.is_down(now=now, timeout=limits.total_timeout):
-            return fetch_ended(Outcome(image.image_id, error=down_error(host)))  # its probe is out
+        if host.is_down(now=now, timeout=limits.total_timeout):
+            return fetch_ended(Outcome(image.image_id, error=down_error(host)))
         host.sent(now)
         try:
             width, height = await fetcher.size(image.url, deadline=image.deadline)
@@ -208,7 +208,7 @@ async def _measure_all(
 
     def fail_the_images_of_hosts_down(now: float) -> None:
         for host in queues.waiting():
-            if host.in_flight and host.is_down(now=now, timeout=limits.total_timeout):
+            if host.is_down(now=now, timeout=limits.total_timeout):
                 for image in queues.take_all_of(host):
                     fetch_ended(Outcome(image.image_id, error=down_error(host)))
 
@@ -232,6 +232,8 @@ async def _measure_all(
                 hand_over()
                 flush_at = now + FLUSH_EVERY
 
+    for host in hosts.hosts.values():
+        host.failing = False  # a host down for a chunk before is tried again
     for image_id, url in images:
         try:
             parsed = imaging.check_url(url, limits)

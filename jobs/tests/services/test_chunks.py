@@ -11,9 +11,8 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from jobs import services, tasks
-from jobs.services import chunks
 from jobs.models import Chunk, ImageResult, Job
-from jobs.services import ClaimEnd
+from jobs.services import ClaimEnd, chunks
 from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import stall_check_schedule
 from stores.models import Store

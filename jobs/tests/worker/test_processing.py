@@ -25,9 +25,7 @@ LIMITS = FetchLimits(
 )
 
 
-def measure_images_lazily(
-    images, *, host_connections=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None, **limits
-):
+def measure_images_lazily(images, *, host_connections=20, gpu_delay=(0.0, 0.0), deadline_in=30.0, stop=None, **limits):
     """The batches as the worker's task takes them, one at a time."""
     return processing.measure_images(
         images,
@@ -160,3 +158,106 @@ def test_the_simulated_gpu_work_holds_no_place_in_flight(image_server):
     # With the delay inside the one connection's fetch, the second image would be fetched after the first's 1 s.
     assert fetched_before_first_outcome == 5
     assert sorted(outcomes, key=lambda o: o.image_id) == [Outcome(n, 3, 2) for n in range(5)]
+
+
+# --- hosts: retries, backoff, hosts that do not answer ---------------------------------------------
+# Each test has a server of its own: a worker remembers a host's distress from one chunk to the next.
+
+
+@pytest.fixture
+def own_server():
+    server = ImageServer()
+    yield server
+    server.close()
+
+
+def errors_by_id(outcomes: list[Outcome]) -> dict[int, str]:
+    return {o.image_id: o.error for o in outcomes}
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_a_transient_error_is_retried(own_server, status):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=1&status={status}"
+    assert [o for batch in measure([(1, own_server.url(path))]) for o in batch] == [Outcome(1, 64, 48)]
+    assert own_server.requests.count(path) == 2
+
+
+def test_retry_after_is_honoured(own_server):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=1&retry_after=1"
+    started = time.monotonic()
+    assert [o for batch in measure([(1, own_server.url(path))]) for o in batch] == [Outcome(1, 64, 48)]
+    # Without Retry-After the host's first backoff is 0.25 s.
+    assert time.monotonic() - started >= 0.9
+    assert own_server.requests.count(path) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/flaky/{key}?fail=99", "HTTP 503"),
+        ("/dropped/{key}?fail=99", "connection lost (server disconnected)"),
+    ],
+)
+def test_a_host_in_distress_fails_the_image_after_three_attempts_naming_itself(own_server, path, error):
+    path = path.format(key=uuid.uuid4().hex)
+    [outcome] = [o for batch in measure([(1, own_server.url(path))]) for o in batch]
+    host = own_server.base_url.removeprefix("http://")
+    assert outcome.error == f"{error} (after 3 attempts, host {host})"
+    # aiohttp resends a GET once by itself when a kept-alive connection drops.
+    assert own_server.requests.count(path) in (3, 6)
+
+
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [
+        ("/held/{key}?wait=60", "timed out after 2 s"),  # accepts, never answers
+        ("/trickle?{key}", "timed out after 2 s"),  # a byte a second
+        ("/reset?{key}", "connection lost"),  # resets every connection
+        ("/status/429?{key}", "HTTP 429"),  # asks to slow down, forever
+    ],
+)
+def test_a_bad_host_fails_its_images_naming_itself_within_the_fetch_timeout_while_others_go_on(
+    own_server, image_server, path, cause
+):
+    key = uuid.uuid4().hex
+    bad = [(n, own_server.url(path.format(key=f"{key}&n={n}"))) for n in range(40)]
+    good = [(n, image_server.url(f"/img/{n}x2.png?{key}")) for n in range(100, 400)]
+    started = time.monotonic()
+
+    outcomes = [o for batch in measure(bad + good, host_connections=8, total_timeout=2) for o in batch]
+
+    own_server.release(key)
+    assert time.monotonic() - started < 2 * 2 + 1.5  # an image's timeout, then its host's probe's
+    errors, host = errors_by_id(outcomes), own_server.base_url.removeprefix("http://")
+    assert sorted(errors) == list(range(40)) + list(range(100, 400))
+    assert all(errors[n].startswith(cause) and f"host {host}" in errors[n] for n in range(40)), errors
+    assert sorted(o for o in outcomes if o.image_id >= 100) == [Outcome(n, n, 2) for n in range(100, 400)]
+
+
+def test_a_host_answering_429_is_backed_off_alone(own_server, image_server):
+    key = uuid.uuid4().hex
+    throttled = [(n, own_server.url(f"/flaky/{key}?fail=5&status=429&n={n}")) for n in range(10)]
+    other = [(n, image_server.url(f"/img/{n}x2.png?{key}")) for n in range(100, 110)]
+
+    outcomes = [o for batch in measure(throttled + other, host_connections=4) for o in batch]
+
+    # The other host's images were all measured, the throttled host asked again only after a backoff.
+    assert sorted(o for o in outcomes if o.image_id >= 100) == [Outcome(n, n, 2) for n in range(100, 110)]
+    assert own_server.requests.count(f"/flaky/{key}?fail=5&status=429&n=0") >= 1
+    assert {o.image_id for o in outcomes} == set(range(10)) | set(range(100, 110))
+
+
+def test_host_state_backs_off_and_gives_connections_back():
+    host = hosts.Host("img.example.com", connection_cap=8)
+    host.sent(0.0)
+    host.in_flight -= 1
+    host.failed(now=0.0, error="HTTP 503", distress=True)
+    assert (host.allowed, host.backoff_until) == (4.0, hosts.BACKOFF_FIRST)
+    host.failed(now=0.1, error="HTTP 503", distress=True)  # an answer to a request sent before the backoff
+    assert (host.allowed, host.backoff_until) == (4.0, hosts.BACKOFF_FIRST)
+    assert not host.can_start(0.2)
+    assert host.can_start(0.3)
+    host.failed(now=0.3, error="HTTP 503", distress=True, retry_after=2.0)
+    assert (host.allowed, host.backoff_until) == (2.0, 2.3)
+    host.answered(now=2.5, seconds=0.02)
+    assert (host.allowed, host.latency, host.failing) == (3.0, 0.02, False)

@@ -23,9 +23,9 @@ from jobs.worker.imaging import (
     ImageError,
     ImageFetcher,
     PublicAddressResolver,
+    TransientError,
     check_url,
     is_public_address,
-    TransientError,
     open_session,
 )
 from jobs.worker.imaging import fetch as fetch_module
@@ -129,7 +129,7 @@ def test_a_connection_dropped_mid_response_is_transient(image_server):
 
 
 def test_a_host_that_does_not_answer_is_unreachable(image_server):
-    with pytest.raises(HostUnreachable, match="^cannot connect"):
+    with pytest.raises(HostUnreachable, match=r"^cannot connect"):
         fetch(f"http://127.0.0.1:{closed_port()}/img/10x10.jpg")
     key = uuid.uuid4().hex
     with pytest.raises(HostUnreachable, match=r"^timed out after 0.5 s$"):
