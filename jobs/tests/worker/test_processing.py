@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ImageServer
 from jobs.services.outcomes import Outcome
-from jobs.worker import hosts, processing
+from jobs.worker import processing
 from jobs.worker.imaging import MEASURED_FORMATS, FetchLimits
 
 LIMITS = FetchLimits(
@@ -245,19 +245,3 @@ def test_a_host_answering_429_is_backed_off_alone(own_server, image_server):
     assert sorted(o for o in outcomes if o.image_id >= 100) == [Outcome(n, n, 2) for n in range(100, 110)]
     assert own_server.requests.count(f"/flaky/{key}?fail=5&status=429&n=0") >= 1
     assert {o.image_id for o in outcomes} == set(range(10)) | set(range(100, 110))
-
-
-def test_host_state_backs_off_and_gives_connections_back():
-    host = hosts.Host("img.example.com", connection_cap=8)
-    host.sent(0.0)
-    host.in_flight -= 1
-    host.failed(now=0.0, error="HTTP 503", distress=True)
-    assert (host.allowed, host.backoff_until) == (4.0, hosts.BACKOFF_FIRST)
-    host.failed(now=0.1, error="HTTP 503", distress=True)  # an answer to a request sent before the backoff
-    assert (host.allowed, host.backoff_until) == (4.0, hosts.BACKOFF_FIRST)
-    assert not host.can_start(0.2)
-    assert host.can_start(0.3)
-    host.failed(now=0.3, error="HTTP 503", distress=True, retry_after=2.0)
-    assert (host.allowed, host.backoff_until) == (2.0, 2.3)
-    host.answered(now=2.5, seconds=0.02)
-    assert (host.allowed, host.latency, host.failing) == (3.0, 0.02, False)
