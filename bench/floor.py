@@ -1,7 +1,8 @@
 """The floor of bench/service.py: bare clients doing the service's work with nothing else.
 
-Each design downloads every image with aiohttp, reads its size and waits the simulated GPU delay,
-in one process per core, with no database, queue or web server. The size is read with Pillow from
+Each design downloads every image (with aiohttp, or with pyreqwest, a client in Rust), reads its
+size and waits the simulated GPU delay, in one process per core, with no database, queue or web
+server. The size is read with Pillow from
 the whole body, or from the bytes as they arrive with the service's own header reader
 (jobs.worker.imaging.headers), whichever is cheaper. Like the service's workers, each process keeps its
 socket read buffers allocated (jobs.worker.imaging.keep_read_buffers), and no design sets a timeout.
@@ -15,6 +16,7 @@ import itertools
 import multiprocessing
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 from PIL import Image
+from pyreqwest.client import ClientBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, for its header reader
 from jobs.worker.imaging.fetch import keep_read_buffers
@@ -90,21 +93,53 @@ async def pipelined_as_it_arrives(urls: list[str], in_flight: int, delay: tuple[
     await pipelined(urls, in_flight, delay, size=_size_as_it_arrives)
 
 
+async def pyreqwest_as_it_arrives(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
+    """The pipelined client on pyreqwest (hyper and tokio underneath), with the header reader."""
+    loop, waiting, timers = asyncio.get_running_loop(), iter(urls), set()
+    async with ClientBuilder().max_connections(in_flight).build() as client:
+
+        async def fetch_in_turn() -> None:
+            for url in waiting:
+                reader = HeaderReader(MEASURED_FORMATS, 10**9)
+                async with client.get(url).build_streamed() as response:
+                    while (piece := await response.body_reader.read_chunk()) is not None:
+                        reader.feed(bytes(piece))
+                width, height = reader.close()
+                assert width * height
+                if any(delay):
+                    timer = loop.create_future()
+                    loop.call_later(random.uniform(*delay), timer.set_result, None)
+                    timers.add(timer)
+
+        await asyncio.gather(*(fetch_in_turn() for _ in range(in_flight)))
+        await asyncio.gather(*timers)
+
+
 DESIGNS = {
     "task per image": task_per_image,
     "pipelined": pipelined,
     "pipelined, header reader": pipelined_as_it_arrives,
+    "pyreqwest, header reader": pyreqwest_as_it_arrives,
 }
 # The likely fastest first: a later candidate gets at most three times the best time so far.
-CANDIDATES = (
+NEAR_CANDIDATES = (
     [("pipelined, header reader", n) for n in (16, 32, 64)]
+    + [("pyreqwest, header reader", n) for n in (16, 32, 64)]
     + [("pipelined", n) for n in (16, 32, 64)]
     + [("task per image", n) for n in (16, 32, 64, 1024)]
 )
+# For hosts far away: the most in flight first, down to 16 (each level under the fastest so far
+# is stopped at three times its time).
+FAR_LEVELS = (2048, 1024, 512, 256, 128, 64, 32, 16)
+FAR_CANDIDATES = [
+    (design, n) for n in FAR_LEVELS for design in ("pipelined, header reader", "pyreqwest, header reader")
+]
 
 
 def _run(design: str, urls: list[str], in_flight: int, delay: tuple[float, float], cpu_seconds) -> None:
     keep_read_buffers()  # the service's own allocator setting: without it every image faults its pages in
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket per image in flight
     asyncio.run(DESIGNS[design](urls, in_flight, delay))
     cpu_seconds.send(time.process_time())
 
@@ -142,7 +177,7 @@ def run(design: str, in_flight: int, urls: list[str], delay: tuple[float, float]
     return Result(design, in_flight, len(urls) / (time.perf_counter() - started), cpu / len(urls))
 
 
-def fastest(url_for, images: int, delay: tuple[float, float], log) -> Result:
+def fastest(url_for, images: int, delay: tuple[float, float], log, candidates=NEAR_CANDIDATES) -> Result:
     """Every candidate once, the fastest three more times; its median run. `url_for(name)` gives a
     distinct image URL; `log` gets a line per run."""
     runs = itertools.count()
@@ -159,7 +194,7 @@ def fastest(url_for, images: int, delay: tuple[float, float], log) -> Result:
         return result
 
     best = None
-    for candidate in CANDIDATES:
+    for candidate in candidates:
         result = once(*candidate, limit=None if best is None else 3 * images / best.rate)
         if best is None or result.rate > best.rate:
             best = result

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
-WEB_PORT, NGINX_PORT = 8411, 8412
+WEB_PORT, NGINX_PORT, SLOW_PORT = 8411, 8412, 8413
 # qcluster as bin/run starts it: the checks ran with migrate.
 QCLUSTER = [PY, "manage.py", "qcluster", "--skip-checks"]
 PG_DATABASE = "retailpulse_bench"  # dropped and made again by each run on PostgreSQL
@@ -58,29 +59,40 @@ def make_photo(path: Path) -> int:
 
 
 class ImageHost:
-    """nginx serving the photo at every /img/<anything>.jpg."""
+    """nginx serving the photo at every /img/<anything>.jpg, on two ports (two hosts to a worker);
+    /wait/<ms>/img/<anything>.jpg answers after <ms> milliseconds, give or take 10 %: a host that
+    far away, or that slow (Lua's ngx.sleep: a timer, no CPU while it waits)."""
 
     def __init__(self, workdir: Path):
-        if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+        if not Path("/usr/lib/nginx/modules/ngx_http_lua_module.so").exists():
             apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env=apt_env)
+            packages = ["nginx-light", "libnginx-mod-http-lua"]
+            subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=apt_env)
         self.photo_bytes = make_photo(workdir / "photo.jpg")
         conf = workdir / "nginx.conf"
         conf.write_text(
             f"""
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes 1;
 pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log;
 daemon off;
-events {{ worker_connections 8192; }}
+events {{ worker_connections 16384; }}
+worker_rlimit_nofile 40000;
 http {{
   access_log off;
   sendfile on;
   keepalive_requests 1000000;
   server {{
     listen 127.0.0.1:{NGINX_PORT} backlog=4096;
+    listen 127.0.0.1:{SLOW_PORT} backlog=4096;
     root {workdir};
     location /img/ {{ try_files /photo.jpg =404; }}
+    location ~ ^/wait/(?<wait_ms>[0-9]+)/img/ {{
+      access_by_lua_block {{ ngx.sleep(tonumber(ngx.var.wait_ms) * (0.9 + 0.2 * math.random()) / 1000) }}
+      try_files /photo.jpg =404;
+    }}
   }}
 }}
 """
@@ -91,6 +103,7 @@ http {{
         self.process = subprocess.Popen(["/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)])
         try:
             wait_for(lambda: requests.get(self.url("probe"), timeout=1).status_code == 200)
+            wait_for(lambda: requests.get(self.far_url(20)("probe"), timeout=1).status_code == 200)
         except TimeoutError:
             self.stop()
             raise
@@ -100,6 +113,20 @@ http {{
     @staticmethod
     def url(name: str) -> str:
         return f"http://127.0.0.1:{NGINX_PORT}/img/{name}.jpg"
+
+    @staticmethod
+    def far_url(latency: str | int):
+        """The URL maker for a host `latency` ms away; "mixed": 1 image in 20 from a host that waits
+        5 s, the rest from another 5 ms away."""
+        if latency == "mixed":
+            return lambda name: (
+                f"http://127.0.0.1:{SLOW_PORT}/wait/5000/img/{name}.jpg"
+                if zlib.crc32(name.encode()) % 20 == 0
+                else f"http://127.0.0.1:{NGINX_PORT}/wait/5/img/{name}.jpg"
+            )
+        if int(latency) == 0:
+            return ImageHost.url
+        return lambda name: f"http://127.0.0.1:{NGINX_PORT}/wait/{int(latency)}/img/{name}.jpg"
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGQUIT)
@@ -142,13 +169,13 @@ def setup_django_here(db: str, workdir: Path, **settings: str) -> None:
     call_command("load_stores", str(store_master(workdir)), stdout=io.StringIO())
 
 
-def submit_body(images: int, tag: str, per_visit: int = 100) -> dict:
-    """A submit of `images` distinct image URLs, `per_visit` to a visit, the visits spread over the
-    stores of store_master."""
+def submit_body(images: int, tag: str, per_visit: int = 100, url_for=ImageHost.url) -> dict:
+    """A submit of `images` distinct image URLs (of `url_for(name)`), `per_visit` to a visit, the
+    visits spread over the stores of store_master."""
     visits = [
         {
             "store_id": f"B{v % STORES:05d}",
-            "image_url": [ImageHost.url(f"{tag}-{v}-{i}") for i in range(min(per_visit, images - v * per_visit))],
+            "image_url": [url_for(f"{tag}-{v}-{i}") for i in range(min(per_visit, images - v * per_visit))],
             "visit_time": "2024-01-21T16:23:40Z",
         }
         for v in range((images + per_visit - 1) // per_visit)
@@ -272,8 +299,10 @@ class Service:
                 seconds[process.pid, f"{name}: other threads"] = times.user + times.system - threads[process.pid]
         return seconds
 
-    def submit(self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None) -> tuple[int, float]:
-        body = submit_body(images, tag, per_visit)
+    def submit(
+        self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None, url_for=ImageHost.url
+    ) -> tuple[int, float]:
+        body = submit_body(images, tag, per_visit, url_for)
         started = time.perf_counter()
         response = requests.post(f"{self.base}/api/submit/", json=body, headers=headers, timeout=120)
         assert response.status_code == 201, response.text
@@ -337,12 +366,12 @@ def small_job_latencies(service: Service, tag: str, stop: threading.Event, resul
         results.append(time.perf_counter() - started)
 
 
-def run_once(service: Service, size: int, tag: str) -> dict:
-    """One job of `size` images through the service: its rate, CPU and latencies."""
+def run_once(service: Service, size: int, tag: str, url_for=ImageHost.url) -> dict:
+    """One job of `size` images (of `url_for(name)`) through the service: its rate, CPU and latencies."""
     stop, latencies, small = threading.Event(), [], []
     cpu_before = service.cpu_seconds()
     started = time.perf_counter()
-    job_id, submit_s = service.submit(size, tag)
+    job_id, submit_s = service.submit(size, tag, url_for=url_for)
     helpers = [threading.Thread(target=status_latencies, args=(service.base, job_id, stop, latencies), daemon=True)]
     if size >= 100_000:
         helpers.append(
@@ -387,23 +416,31 @@ def main() -> None:
     parser.add_argument("--delays", nargs="+", default=["0", "0.1-0.4"])
     parser.add_argument("--runs", type=int, default=3, help="runs per size up to 10,000 (one of 100,000)")
     parser.add_argument("--env", nargs="*", default=[], help="extra service settings, NAME=VALUE")
+    parser.add_argument(
+        "--latencies", nargs="+", default=["0"], help="ms an image host waits before each answer, or mixed"
+    )
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
 
     with image_host("rp-bench-") as workdir:
         for db, delay in itertools.product(args.db, args.delays):
             with Service(db, delay, workdir, extra_env) as service:
-                for size in args.sizes:
-                    bare = floor.fastest(ImageHost.url, size, parse_delay(delay), log=print_to_stderr)
+                for latency, size in itertools.product(args.latencies, args.sizes):
+                    url_for = ImageHost.far_url(latency)
+                    candidates = floor.NEAR_CANDIDATES if latency == "0" else floor.FAR_CANDIDATES
+                    bare = floor.fastest(url_for, size, parse_delay(delay), log=print_to_stderr, candidates=candidates)
+                    service.peak_memory = {"rss": 0, "pss": 0}
                     runs = args.runs if size <= 10_000 else 1
-                    results = [run_once(service, size, f"{delay}-{size}-{n}") for n in range(runs)]
+                    tag = f"{delay}-{latency}-{size}"
+                    results = [run_once(service, size, f"{tag}-{n}", url_for) for n in range(runs)]
                     median = {key: statistics.median(r[key] for r in results) for key in results[0] if key != "small"}
                     small = results[0]["small"]  # one run of 100,000: its 5-image jobs
+                    host = "mixed: 1 in 20 at 5 s, the rest 5" if latency == "mixed" else latency
                     print(
-                        f"| {db} | {delay} | {size:,} | {runs} | {median['rate']:,.0f} | {bare.rate:,.0f} "
+                        f"| {db} | {delay} | {host} | {size:,} | {runs} | {median['rate']:,.0f} | {bare.rate:,.0f} "
                         f"({bare.design}, {bare.in_flight}) | {median['rate'] / bare.rate:.2f} "
                         f"| {median['cpu_per_image'] * 1e3:.2f} | {bare.cpu_per_image * 1e3:.2f} "
-                        f"| {median['cpu_per_image'] / bare.cpu_per_image:.2f} | {median['submit']:.2f} "
+                        f"| {median['submit']:.2f} "
                         f"| {median['p50']:.1f} | {median['p99']:.1f} | {service.peak_memory['rss'] / 2**20:.0f} "
                         f"| {service.peak_memory['pss'] / 2**20:.0f} | {small_jobs_cell(small)} |",
                         flush=True,
@@ -411,8 +448,8 @@ def main() -> None:
 
 
 HEADER = (
-    "| db | delay s | images | runs | service img/s | floor img/s (design, in flight) | ratio "
-    "| service CPU ms/image | floor CPU ms/image | CPU ratio | submit s | status p50 ms | status p99 ms "
+    "| db | delay s | host ms | images | runs | service img/s | floor img/s (design, in flight) | ratio "
+    "| service CPU ms/image | floor CPU ms/image | submit s | status p50 ms | status p99 ms "
     "| peak RSS MiB | peak PSS MiB | 5-image jobs s: median (max) of n |\n|" + " --- |" * 16
 )
 

@@ -19,28 +19,29 @@ GAIN = 1.5  # in flight beyond the estimate: latency and CPU per image both vary
 MIN_IN_FLIGHT = 32  # enough for a host on the same machine (docs/performance.md)
 BYTES_PER_DOWNLOAD = 48 << 10  # what one download in flight holds: buffers, socket, task (docs/performance.md)
 CPU_SMOOTHING = 0.2  # weight of the newest measure of CPU per image
+# Until the first images end: about what one costs on a server core (docs/performance.md). With it,
+# a host not heard from yet raises the limit as the wait for it grows, as TCP's slow start does.
+FIRST_CPU_PER_IMAGE = 0.0005
 
 
 class InFlightLimit:
     def __init__(self, *, memory_budget: int):
         self.ceiling = max(MIN_IN_FLIGHT, memory_budget // BYTES_PER_DOWNLOAD)
         self.value = MIN_IN_FLIGHT
-        self.cpu_per_image: float | None = None
+        self.cpu_per_image = FIRST_CPU_PER_IMAGE
 
     def measured(self, *, cpu_seconds: float, images: int) -> None:
         """The fetching thread spent `cpu_seconds` on `images` finished images."""
         if images <= 0:
             return
-        newest = cpu_seconds / images
-        old = self.cpu_per_image
-        self.cpu_per_image = newest if old is None else old + CPU_SMOOTHING * (newest - old)
+        self.cpu_per_image += CPU_SMOOTHING * (cpu_seconds / images - self.cpu_per_image)
 
     def update(self, *, images_left: Mapping[Host, int], now: float) -> int:
         """The limit for images left per host (waiting or in flight); hosts not yet heard from
         count once they keep the worker waiting."""
         weighted = [(count, host.expected_latency(now)) for host, count in images_left.items() if count > 0]
         total = sum(count for count, latency in weighted if latency > 0)
-        if total and self.cpu_per_image:
+        if total:
             latency = sum(count * latency for count, latency in weighted) / total
             estimate = GAIN * latency / self.cpu_per_image
             self.value = int(min(max(estimate, MIN_IN_FLIGHT), self.ceiling))

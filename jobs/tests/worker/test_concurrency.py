@@ -20,7 +20,8 @@ def far_host(latency: float | None) -> hosts.Host:
 
 def test_the_limit_is_a_downloads_time_over_the_cpu_per_image_within_its_floor_and_ceiling():
     limit = concurrency.InFlightLimit(memory_budget=64 << 20)
-    limit.measured(cpu_seconds=0.05, images=100)  # 0.5 ms per image
+    limit.measured(cpu_seconds=0.05, images=100)
+    assert limit.cpu_per_image == 0.0005  # as the first guess: this measure changes nothing
     assert limit.update(images_left={far_host(0.3): 1000}, now=0.0) == int(concurrency.GAIN * 0.3 / 0.0005)
     assert limit.update(images_left={far_host(0.001): 1000}, now=0.0) == concurrency.MIN_IN_FLIGHT
     assert limit.update(images_left={far_host(5.0): 1000}, now=0.0) == limit.ceiling == 1365
@@ -29,13 +30,15 @@ def test_the_limit_is_a_downloads_time_over_the_cpu_per_image_within_its_floor_a
     assert limit.update(images_left=mixed, now=0.0) == int(concurrency.GAIN * 0.25475 / 0.0005)
 
 
-def test_the_limit_waits_for_a_measure_and_ignores_hosts_not_heard_from():
+def test_the_limit_rises_with_the_wait_for_a_host_not_heard_from():
     limit = concurrency.InFlightLimit(memory_budget=64 << 20)
-    assert limit.update(images_left={far_host(0.3): 1000}, now=0.0) == concurrency.MIN_IN_FLIGHT  # no CPU yet
-    limit.measured(cpu_seconds=0.05, images=100)
-    assert limit.update(images_left={far_host(0.3): 10, far_host(None): 10}, now=0.0) == int(
-        concurrency.GAIN * 0.3 / 0.0005
-    )
+    unknown = far_host(None)
+    assert limit.update(images_left={unknown: 1000}, now=0.0) == concurrency.MIN_IN_FLIGHT
+    unknown.sent(0.0)
+    first_guess = concurrency.FIRST_CPU_PER_IMAGE
+    assert limit.update(images_left={unknown: 1000}, now=0.1) == int(concurrency.GAIN * 0.1 / first_guess)
+    heard, not_yet = far_host(0.3), far_host(None)
+    assert limit.update(images_left={heard: 10, not_yet: 10}, now=0.1) == int(concurrency.GAIN * 0.3 / first_guess)
 
 
 @pytest.fixture
