@@ -235,12 +235,12 @@ SUBMIT_EXAMPLE = OpenApiExample(
         "count": 2,
         "visits": [
             {
-                "store_id": "S00339218",
+                "store_id": "SAMPLE-00001",
                 "image_url": ["https://www.gstatic.com/webp/gallery/2.jpg"],
                 "visit_time": "2024-01-21T16:23:40Z",
             },
             {
-                "store_id": "S01408764",
+                "store_id": "SAMPLE-00002",
                 "image_url": ["https://www.gstatic.com/webp/gallery/3.jpg"],
                 "visit_time": "2024-01-21T16:23:40Z",
             },
