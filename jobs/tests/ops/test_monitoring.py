@@ -200,3 +200,26 @@ def test_readyz_holds_through_a_late_heartbeat_and_fails_after_ten_seconds_witho
     finally:
         os.kill(sentinel, signal.SIGCONT)
     wait_until(lambda: monitoring.readiness()["cluster"].ok)
+
+
+def test_the_front_page_links_the_api_docs_the_admin_and_the_probes(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    for url in ("/api/docs/", "/api/schema/", "/admin/", "/admin/dashboard/", "/healthz", "/readyz", "/metrics"):
+        assert f'href="{url}"' in html
+
+
+def test_the_admins_view_site_link_leads_to_the_front_page(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+    assert '<a href="/">View site</a>' in html
+    assert admin_client.get("/").status_code == 200
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert response.content.startswith(b"\0\0\1\0")  # an ICO file's header
