@@ -117,7 +117,7 @@ def test_image_list_filters_by_job_store_and_status(admin_client):
     assert other.pk not in {i.job_id for i in ImageResult.objects.filter(pk__in=shown(job__id__exact=job.pk))}
     html = admin_client.get(IMAGES, {"status__exact": "failed"}).content.decode()
     assert "HTTP 404" in html
-    assert f'<a href="{first.url}" rel="noreferrer noopener" target="_blank">' in html
+    assert f'<a href="{first.url}" title="{first.url}" rel="noreferrer noopener" target="_blank">' in html
     assert "<img" not in html.split('id="result_list"')[1]
 
 
