@@ -79,7 +79,8 @@ JOB_FIELDS = (
 class JobAdmin(ReadOnlyAdmin):
     # Staff see every client's jobs: the API's scoping (selectors.jobs_visible_to) is for clients.
     list_display = ["id", "client", "status_badge", "progress", "images_failed", "created_at", "duration"]
-    list_filter = ["status", "client", ("created_at", admin.DateFieldListFilter)]
+    # Only the clients that own jobs: every staff user is a user too.
+    list_filter = ["status", ("client", admin.RelatedOnlyFieldListFilter), ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["client"]
     search_fields = ["id"]
     search_help_text = "A job id, or a store id to find the jobs that visited it."
