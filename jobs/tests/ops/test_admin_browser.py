@@ -96,6 +96,8 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
         [visit("S1", image_server.url("/img/640x480.jpg"), flaky_url), visit("S2", image_server.url("/img/8x8.png"))],
     ).json()["job_id"]
     assert wait_for_job(client, job_id)["status"] == "failed"
+    not_found: list[str] = []  # of the pages and what they load (stylesheets, scripts)
+    page.on("response", lambda response: response.status == 404 and not_found.append(response.url))
 
     log_in(page, live_server)
     page.click("text=Failed jobs")
@@ -119,6 +121,10 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
     page.goto(f"{live_server.url}/admin/jobs/job/{job_id}/change/")
     expect(page.locator(".field-status_badge .rp-badge")).to_have_text("completed")
     expect(page.locator(".field-store_errors")).to_contain_text("none")
+    page.click("text=View site")
+    expect(page.locator("h1")).to_have_text("Retail Pulse")
+    page.wait_for_load_state("networkidle")
+    assert not_found == []
 
 
 @pytest.mark.django_db(transaction=True)
