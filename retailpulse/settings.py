@@ -202,6 +202,7 @@ SPECTACULAR_SETTINGS = {
         "jobs.api.openapi.contract_paths",
         "jobs.api.openapi.submit_limits",
         "jobs.api.openapi.empty_query_values",
+        "jobs.api.openapi.token_security_as_configured",
     ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatus": "jobs.models.Job.Status",

@@ -7,6 +7,8 @@ from jobs.api import views as api_views
 from jobs.ops import views as ops_views
 
 urlpatterns = [
+    path("", ops_views.home, name="home"),
+    path("favicon.ico", ops_views.favicon, name="favicon"),
     # Clients call these with and without the trailing slash; APPEND_SLASH cannot redirect a POST.
     re_path(r"^api/submit/?$", api_views.SubmitJobView.as_view(), name="submit"),
     re_path(r"^api/status/?$", api_views.JobStatusView.as_view(), name="status"),

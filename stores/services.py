@@ -23,6 +23,14 @@ class StoreMasterError(Exception):
         self.problems = problems
 
 
+class StoreMasterNotEmpty(Exception):
+    """A load meant only for an empty store master (the sample at start) found stores in it."""
+
+    def __init__(self, stores: int):
+        super().__init__(f"the store master already holds {stores} store{'' if stores == 1 else 's'}")
+        self.stores = stores
+
+
 @dataclass(frozen=True)
 class LoadReport:
     created: int
@@ -71,8 +79,12 @@ def parse_store_master(text_stream: IO[str]) -> list[Store]:
     return list(stores.values())
 
 
-def load_store_master(binary_stream: IO[bytes]) -> LoadReport:
-    """Upsert every store of a CSV file. All or nothing: a bad row writes no row at all."""
+def load_store_master(binary_stream: IO[bytes], *, only_if_empty: bool = False) -> LoadReport:
+    """Upsert every store of a CSV file. All or nothing: a bad row writes no row at all.
+
+    With `only_if_empty`, raise StoreMasterNotEmpty instead of writing when the master holds any
+    store: a start of the service loads its sample so, and never changes an operator's stores.
+    """
     # Decode the whole file at once: a stream decodes in chunks, so the error's offset would be
     # relative to a chunk and the line unknown.
     raw = binary_stream.read()
@@ -85,6 +97,8 @@ def load_store_master(binary_stream: IO[bytes]) -> LoadReport:
     incoming = parse_store_master(io.StringIO(text.removeprefix("\ufeff"), newline=""))
 
     with transaction.atomic():
+        if only_if_empty and (stores := Store.objects.count()):
+            raise StoreMasterNotEmpty(stores)
         existing = Store.objects.in_bulk([s.store_id for s in incoming])
         to_create = [s for s in incoming if s.store_id not in existing]
         to_update = [

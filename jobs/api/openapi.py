@@ -169,15 +169,23 @@ def empty_query_values(result, generator, request, public):
 
 
 class OptionalTokenScheme(TokenScheme):
-    """`Authorization: Token <key>` as configured: required with RETAILPULSE_API_TOKENS=1, and
-    optional (the empty requirement) when tokens are off, as OptionalTokenAuthentication is."""
+    """`Authorization: Token <key>` as configured: required with RETAILPULSE_API_TOKENS=1; with
+    tokens off no operation has a security requirement, since OptionalTokenAuthentication then reads
+    no token (token_security_as_configured drops the scheme itself)."""
 
     target_class = "jobs.api.access.OptionalTokenAuthentication"
     priority = 1
 
     def get_security_requirement(self, auto_schema):
-        token: dict[str, list[str]] = {self.name: []}
-        return [token] if settings.RETAILPULSE["API_TOKENS"] else [{}, token]
+        return [{self.name: []}] if settings.RETAILPULSE["API_TOKENS"] else None
+
+
+def token_security_as_configured(result, generator, request, public):
+    """drf-spectacular postprocessing hook: with tokens off, no security scheme either (Swagger UI
+    would show a lock and an Authorize button for a token nothing reads)."""
+    if not settings.RETAILPULSE["API_TOKENS"]:
+        result.get("components", {}).pop("securitySchemes", None)
+    return result
 
 
 class CharFieldInput(OpenApiSerializerFieldExtension):
@@ -235,12 +243,12 @@ SUBMIT_EXAMPLE = OpenApiExample(
         "count": 2,
         "visits": [
             {
-                "store_id": "S00339218",
+                "store_id": "SAMPLE-00001",
                 "image_url": ["https://www.gstatic.com/webp/gallery/2.jpg"],
                 "visit_time": "2024-01-21T16:23:40Z",
             },
             {
-                "store_id": "S01408764",
+                "store_id": "SAMPLE-00002",
                 "image_url": ["https://www.gstatic.com/webp/gallery/3.jpg"],
                 "visit_time": "2024-01-21T16:23:40Z",
             },

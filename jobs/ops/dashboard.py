@@ -87,6 +87,7 @@ def snapshot(now: datetime | None = None) -> dict:
             workers.append({"name": name, "last_outcome": last, "last_outcome_age": _age(now, last)})
         clusters.append(
             {
+                "name": heartbeat.cluster_name(stat),
                 "cluster_id": str(stat.cluster_id),
                 "host": stat.host,
                 "status": stat.status,

@@ -7,6 +7,7 @@ from django.core.cache.backends.db import DatabaseCache
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
+from django_q.humanhash import humanize
 from django_q.signing import BadSignature, SignedPackage
 from django_q.status import Stat
 
@@ -23,6 +24,12 @@ class HeartbeatCache(DatabaseCache):
         if isinstance(timeout, int | float) and 0 < timeout <= HEARTBEAT_MAX_AGE:
             timeout = HEARTBEAT_MAX_AGE + 1
         super().set(key, value, timeout, version)
+
+
+def cluster_name(stat: Stat) -> str:
+    """A cluster's name as django-q2 itself gives it in its log lines and process titles ("Q Cluster
+    aspen-august-kitten-alanine starting"): its id, humanized. The dashboard and /metrics say it too."""
+    return humanize(stat.cluster_id.hex)
 
 
 def live_clusters() -> list[Stat]:

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from jobs import selectors
-from jobs.ops.heartbeat import HEARTBEAT_MAX_AGE, live_clusters
+from jobs.ops.heartbeat import HEARTBEAT_MAX_AGE, cluster_name, live_clusters
 
 # Seconds for one chunk of up to CHUNK_SIZE images, as many in flight as the worker finds keep it busy.
 FETCH_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -149,6 +149,14 @@ class RetailPulseCollector(Collector):
             "Worker processes of the qclusters with a recent heartbeat.",
             value=sum(len(stat.workers) for stat in clusters),
         )
+        each_cluster = GaugeMetricFamily(
+            "retailpulse_qcluster_info",
+            "1 for each qcluster with a recent heartbeat, by the name its log lines and the dashboard give it.",
+            labels=["cluster", "host"],
+        )
+        for stat in clusters:
+            each_cluster.add_metric([cluster_name(stat), stat.host], 1)
+        yield each_cluster
 
 
 registry = CollectorRegistry()

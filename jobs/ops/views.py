@@ -1,5 +1,8 @@
-"""What operators and their tools read over HTTP: liveness, readiness, Prometheus metrics and the admin's
-operations dashboard. Not part of the API: no JSON error envelope, not in the schema."""
+"""What operators and their tools read over HTTP: the front page, liveness, readiness, Prometheus
+metrics and the admin's operations dashboard. Not part of the API: no JSON error envelope, not in the
+schema."""
+
+from pathlib import Path
 
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
@@ -8,6 +11,22 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jobs.ops import dashboard, monitoring
+
+# Browsers ask every site for /favicon.ico; read once, it is served from memory.
+FAVICON = (Path(__file__).resolve().parent.parent / "static" / "jobs" / "favicon.ico").read_bytes()
+
+
+@require_GET
+def home(request):
+    """The front page (the admin's "View site"): where the API docs, the admin and the probes are."""
+    return render(request, "retailpulse/home.html")
+
+
+@require_GET
+def favicon(request):
+    response = HttpResponse(FAVICON, content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @require_GET

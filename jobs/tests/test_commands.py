@@ -5,13 +5,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from conftest import BASE_DIR, database_url
-from jobs.models import Job
-from jobs.tests.helpers import visit
+from jobs import services
+from jobs.models import ImageResult, Job
+from jobs.services.outcomes import Outcome
+from jobs.tests.helpers import visit, wait_until
 from stores.models import Store
 
 URL = "https://images.example.com/1.jpg"
@@ -124,6 +127,34 @@ def test_waiting_for_a_job_that_fails_prints_its_errors_and_exits_1(tmp_path, st
         "  NADA: store not in store master",
     ]
     assert f"CommandError: job {job.pk} failed" in result.stderr
+    # The service's INFO lines (job created, finished) would repeat stdout's and break the bar's line.
+    assert " INFO " not in result.stderr
+
+
+def test_every_draw_of_the_bar_shows_the_failures_of_its_own_poll(tmp_path, stores):
+    path = write(tmp_path, {"count": 2, "visits": [visit("NOPE", URL), visit("S1", URL, URL + "?2")]})
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    waiting = subprocess.Popen(
+        # Polls further apart than tqdm's shortest redraw interval (0.1 s): each one draws the bar.
+        [sys.executable, "manage.py", "submit_job", str(path), "--wait", "--poll", "0.3"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job = wait_until(Job.objects.first, what="the job")
+    time.sleep(1.5)  # a few polls at 1/3, failed=1
+    pending = ImageResult.objects.filter(job=job, status="pending").values_list("id", flat=True)
+    services.record_outcomes(job_id=job.pk, outcomes=[Outcome(i, error="HTTP 404") for i in pending])
+    _, stderr = waiting.communicate(timeout=60)
+
+    draws = [draw.strip() for draw in stderr.splitlines() if "img/s" in draw]  # text mode made each \r a \n
+    assert any("1/3" in draw and "failed=1" in draw for draw in draws), draws
+    assert [draw for draw in draws if "3/3" in draw and "failed=3" not in draw] == []
+    assert "3/3" in draws[-1]
 
 
 def test_waiting_shows_progress_until_the_job_completes_and_exits_0(tmp_path, stores, image_server, start_cluster):

@@ -1,6 +1,7 @@
 """`make demo` (bin/demo) works as the README says, and leaves nothing running."""
 
 import os
+import re
 import subprocess
 
 import psutil
@@ -30,6 +31,10 @@ def test_the_demo_processes_a_job_shows_it_and_stops_everything(tmp_path):
     assert "id,store_id,visit_time,url,width,height,perimeter,status,error,processed_at" in out
     assert 'retailpulse_images{status="done"} 200.0' in out
     assert "stopped web, worker and image server" in out
+    # The demo's own service is gone by the end: its last line points at the one `make run` starts.
+    assert out.splitlines()[-1] == "For a service that stays up: make run (API docs on http://127.0.0.1:8000/api/docs/)"
+    assert re.findall(r"http://127\.0\.0\.1:(\d+)/api/docs/", out) == ["8000"]
+    assert " INFO " not in result.stderr  # submit_job --wait logs only warnings beside its bar
     leftovers = [
         p.info["cmdline"]
         for p in psutil.process_iter(["pid", "ppid", "cmdline"])

@@ -1,12 +1,16 @@
 import json
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from jobs import services
 from jobs.api.errors import error_message
@@ -19,7 +23,8 @@ EXIT_FAILED, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 3, 130
 class Command(BaseCommand):
     help = (
         "Submit a job from a JSON file (the body of POST /api/submit, checked the same way). With --wait, "
-        "show its progress until it ends, then its outcome; exit 0 when it completed, 1 when it failed."
+        "show its progress until it ends, then its outcome; exit 0 when it completed, 1 when it failed. "
+        "While it waits, only warnings and errors are logged, above the progress bar."
     )
 
     def add_arguments(self, parser):
@@ -45,21 +50,22 @@ class Command(BaseCommand):
             client = User.objects.filter(username=options["client"]).first()
             if client is None:
                 raise CommandError(f"no client named {options['client']!r}", returncode=EXIT_REFUSED)
-        try:
-            submission = services.submit_job(
-                visits=serializer.visit_inputs(),
-                client=client,
-                callback_url=serializer.validated_data.get("callback_url", ""),
-                idempotency_key=key,
-                body=data,
-            )
-        except (services.IdempotencyKeyReused, services.QuotaExceeded) as exc:
-            raise CommandError(f"{payload}: refused: {exc}", returncode=EXIT_REFUSED) from None
-        job = submission.job
-        again = " (already submitted with this idempotency key)" if submission.replayed else ""
-        self.stdout.write(f"job {job.pk} submitted: {job.images_total} images{again}")
-        if wait:
-            self.wait_for(job, poll, timeout)
+        with logging_above_the_bar() if wait else nullcontext():
+            try:
+                submission = services.submit_job(
+                    visits=serializer.visit_inputs(),
+                    client=client,
+                    callback_url=serializer.validated_data.get("callback_url", ""),
+                    idempotency_key=key,
+                    body=data,
+                )
+            except (services.IdempotencyKeyReused, services.QuotaExceeded) as exc:
+                raise CommandError(f"{payload}: refused: {exc}", returncode=EXIT_REFUSED) from None
+            job = submission.job
+            again = " (already submitted with this idempotency key)" if submission.replayed else ""
+            self.stdout.write(f"job {job.pk} submitted: {job.images_total} images{again}")
+            if wait:
+                self.wait_for(job, poll, timeout)
 
     def read_payload(self, path: Path):
         try:
@@ -80,8 +86,9 @@ class Command(BaseCommand):
         try:
             while True:
                 job = Job.objects.get(pk=job.pk)
-                bar.update(job.images_done + job.images_failed - bar.n)
+                # The counts first: a draw shows both, so a count and its failures come from one poll.
                 bar.set_postfix(failed=job.images_failed, refresh=False)
+                bar.update(job.images_done + job.images_failed - bar.n)
                 if job.status != Job.Status.ONGOING:
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -105,3 +112,13 @@ class Command(BaseCommand):
         for entry in job.errors:
             self.stdout.write(f"  {entry['store_id']}: {entry['error']}")
         raise CommandError(f"job {job.pk} failed", returncode=EXIT_FAILED)
+
+
+@contextmanager
+def logging_above_the_bar() -> Iterator[None]:
+    """Log records through tqdm.write, which prints them above the bar instead of into its line;
+    warnings and errors only: the service's INFO lines (the job created, finished) say what the
+    command prints itself."""
+    with logging_redirect_tqdm():
+        logging.getLogger().handlers[-1].setLevel(logging.WARNING)  # the handler it put in
+        yield

@@ -120,7 +120,7 @@
     }
     const workers = data.clusters.flatMap((cluster) =>
       cluster.workers.map((worker) => [
-        `${cluster.host} ${cluster.cluster_id.substring(0, 8)}…`,
+        `${cluster.name} on ${cluster.host}`,
         cluster.status,
         `${cluster.uptime_seconds} s`,
         worker.name,

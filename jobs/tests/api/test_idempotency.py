@@ -15,7 +15,7 @@ def submit_with_key(client, payload: dict, key: str):
 
 
 def test_a_retried_submit_with_the_same_key_gets_the_same_job(client):
-    payload = {"count": 1, "visits": [visit("S00339218", URL, URL + "?2")]}
+    payload = {"count": 1, "visits": [visit("SAMPLE-00001", URL, URL + "?2")]}
 
     first = submit_with_key(client, payload, "order-7f3a")
     again = submit_with_key(client, payload, "order-7f3a")
@@ -30,14 +30,14 @@ def test_a_retried_submit_with_the_same_key_gets_the_same_job(client):
 
 
 def test_the_same_body_with_keys_reordered_is_the_same_request(client):
-    submit_with_key(client, {"count": 1, "visits": [visit("S00339218", URL)]}, "k1")
-    response = submit_with_key(client, {"visits": [visit("S00339218", URL)], "count": 1}, "k1")
+    submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}, "k1")
+    response = submit_with_key(client, {"visits": [visit("SAMPLE-00001", URL)], "count": 1}, "k1")
     assert response.status_code == 201
     assert Job.objects.count() == 1
 
 
 def test_another_key_or_no_key_creates_another_job(client):
-    payload = {"count": 1, "visits": [visit("S00339218", URL)]}
+    payload = {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}
     ids = {
         submit_with_key(client, payload, "a").json()["job_id"],
         submit_with_key(client, payload, "b").json()["job_id"],
@@ -48,9 +48,9 @@ def test_another_key_or_no_key_creates_another_job(client):
 
 
 def test_a_key_reused_with_another_body_is_a_422(client):
-    job_id = submit_with_key(client, {"count": 1, "visits": [visit("S00339218", URL)]}, "k").json()["job_id"]
+    job_id = submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}, "k").json()["job_id"]
 
-    response = submit_with_key(client, {"count": 1, "visits": [visit("S01408764", URL)]}, "k")
+    response = submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00002", URL)]}, "k")
 
     assert response.status_code == 422
     assert response.json() == {"error": f"this Idempotency-Key was already used for a different body (job {job_id})"}
@@ -62,21 +62,21 @@ def test_a_key_reused_with_another_body_is_a_422(client):
     [("", "Idempotency-Key: must not be empty"), ("k" * 256, "Idempotency-Key: longer than 255 characters")],
 )
 def test_an_empty_or_too_long_key_is_a_400(client, key, message):
-    response = submit_with_key(client, {"count": 1, "visits": [visit("S00339218", URL)]}, key)
+    response = submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}, key)
     assert (response.status_code, response.json()) == (400, {"error": message})
     assert Job.objects.count() == 0
 
 
 def test_a_key_of_the_longest_length_is_kept(client):
     key = "k" * 255
-    job_id = submit_with_key(client, {"count": 1, "visits": [visit("S00339218", URL)]}, key).json()["job_id"]
+    job_id = submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}, key).json()["job_id"]
     assert Job.objects.get(idempotency_key=key).pk == job_id
 
 
 def test_an_invalid_body_with_a_key_is_still_a_400_and_stores_nothing(client):
-    response = submit_with_key(client, {"count": 2, "visits": [visit("S00339218", URL)]}, "k")
+    response = submit_with_key(client, {"count": 2, "visits": [visit("SAMPLE-00001", URL)]}, "k")
     assert response.status_code == 400
-    assert submit_with_key(client, {"count": 1, "visits": [visit("S00339218", URL)]}, "k").status_code == 201
+    assert submit_with_key(client, {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}, "k").status_code == 201
 
 
 @pytest.mark.django_db(transaction=True)
@@ -90,7 +90,7 @@ def test_two_submits_racing_with_one_key_create_one_job():
 
     from jobs.api.serializers import SubmitJobSerializer
 
-    body = {"count": 1, "visits": [visit("S00339218", URL)]}
+    body = {"count": 1, "visits": [visit("SAMPLE-00001", URL)]}
     serializer = SubmitJobSerializer(data=body)
     assert serializer.is_valid()
     fingerprint = services.body_fingerprint(body=body)

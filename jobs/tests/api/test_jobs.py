@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("two_stores")]
 
 
 def test_job_detail_reports_counts_progress_and_times(client):
-    job_id = make_job(client, visit("S00339218", URL, URL), visit("NOPE", URL))
+    job_id = make_job(client, visit("SAMPLE-00001", URL, URL), visit("NOPE", URL))
     first = ImageResult.objects.filter(job_id=job_id, status="pending").first()
     services.record_outcomes(job_id=job_id, outcomes=[Outcome(first.pk, 3, 4)])
 

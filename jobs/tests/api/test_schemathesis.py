@@ -31,7 +31,7 @@ def measured_store_master(transactional_db):
     """The sample store master, and a measured image of one of its stores for GET /api/visits."""
     with (BASE_DIR / "fixtures" / "stores.csv").open("rb") as csv_file:
         load_store_master(csv_file)
-    visit = VisitInput("S00339218", ["https://img.example.com/1.jpg"], datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC))
+    visit = VisitInput("SAMPLE-00001", ["https://img.example.com/1.jpg"], datetime(2024, 1, 21, 16, 23, 40, tzinfo=UTC))
     job = services.submit_job(visits=[visit]).job
     services.record_outcomes(job_id=job.pk, outcomes=[Outcome(job.images.get().pk, 640, 480)])
 

@@ -18,7 +18,7 @@ def finish_all(job_id: int, error: str = "") -> None:
 
 @pytest.mark.parametrize("path", ["/api/status", "/api/status/"])
 def test_status_ongoing_then_completed(client, path):
-    job_id = make_job(client, visit("S00339218", URL))
+    job_id = make_job(client, visit("SAMPLE-00001", URL))
 
     assert client.get(f"{path}?jobid={job_id}").json() == {"status": "ongoing", "job_id": job_id}
     finish_all(job_id)
@@ -28,7 +28,9 @@ def test_status_ongoing_then_completed(client, path):
 
 
 def test_status_failed_lists_each_failed_store_once(client):
-    job_id = make_job(client, visit("S00339218", URL, URL + "?b"), visit("S01408764", URL), visit("S00339218", URL))
+    job_id = make_job(
+        client, visit("SAMPLE-00001", URL, URL + "?b"), visit("SAMPLE-00002", URL), visit("SAMPLE-00001", URL)
+    )
     finish_all(job_id, error="HTTP 404")
 
     body = client.get(f"/api/status?jobid={job_id}").json()
@@ -36,8 +38,8 @@ def test_status_failed_lists_each_failed_store_once(client):
         "status": "failed",
         "job_id": job_id,
         "error": [
-            {"store_id": "S00339218", "error": f"{URL}: HTTP 404; {URL}?b: HTTP 404"},
-            {"store_id": "S01408764", "error": f"{URL}: HTTP 404"},
+            {"store_id": "SAMPLE-00001", "error": f"{URL}: HTTP 404; {URL}?b: HTTP 404"},
+            {"store_id": "SAMPLE-00002", "error": f"{URL}: HTTP 404"},
         ],
     }
 
@@ -71,7 +73,7 @@ def test_status_without_an_integer_jobid_is_400(client, query, message):
 
 
 def test_status_is_one_query_of_the_columns_it_answers_whatever_the_job_size(client, django_assert_num_queries):
-    job_id = make_job(client, *[visit("S00339218", *[f"{URL}?{i}-{j}" for j in range(50)]) for i in range(40)])
+    job_id = make_job(client, *[visit("SAMPLE-00001", *[f"{URL}?{i}-{j}" for j in range(50)]) for i in range(40)])
     finish_all(job_id, error="HTTP 500")
 
     with django_assert_num_queries(1) as queries:

@@ -19,7 +19,7 @@ def post_raw(client, body: str, path: str = "/api/submit/", content_type: str = 
 
 @pytest.mark.parametrize("path", ["/api/submit/", "/api/submit"])
 def test_submit_creates_a_job(client, path):
-    payload = {"count": 2, "visits": [visit("S00339218", URL, URL), visit("S01408764", URL)]}
+    payload = {"count": 2, "visits": [visit("SAMPLE-00001", URL, URL), visit("SAMPLE-00002", URL)]}
     response = client.post(path, payload, content_type="application/json")
 
     assert response.status_code == 201
@@ -29,13 +29,13 @@ def test_submit_creates_a_job(client, path):
     job = Job.objects.get(pk=body["job_id"])
     assert job.status == "ongoing"
     assert job.images_total == 3
-    assert list(Visit.objects.filter(job=job).values_list("store_code", flat=True)) == ["S00339218", "S01408764"]
+    assert list(Visit.objects.filter(job=job).values_list("store_code", flat=True)) == ["SAMPLE-00001", "SAMPLE-00002"]
     assert ImageResult.objects.filter(job=job, status="pending").count() == 3
 
 
 def test_submit_accepts_a_body_sent_as_a_form_type(client):
     """curl -d sends application/x-www-form-urlencoded; the body is still JSON."""
-    body = json.dumps({"count": 1, "visits": [visit("S00339218", URL)]})
+    body = json.dumps({"count": 1, "visits": [visit("SAMPLE-00001", URL)]})
     response = post_raw(client, body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 201
 
@@ -43,7 +43,7 @@ def test_submit_accepts_a_body_sent_as_a_form_type(client):
 def test_submit_ignores_unknown_fields(client):
     response = client.post(
         "/api/submit/",
-        {"count": 1, "visits": [{**visit("S00339218", URL), "note": "x"}], "client": "app"},
+        {"count": 1, "visits": [{**visit("SAMPLE-00001", URL), "note": "x"}], "client": "app"},
         content_type="application/json",
     )
     assert response.status_code == 201
@@ -60,7 +60,7 @@ def test_submit_ignores_unknown_fields(client):
     ],
 )
 def test_submit_accepts_documented_time_formats(client, visit_time):
-    response = submit(client, [visit("S00339218", URL, visit_time=visit_time)])
+    response = submit(client, [visit("SAMPLE-00001", URL, visit_time=visit_time)])
     assert response.status_code == 201
     stored = Visit.objects.get(job_id=response.json()["job_id"]).visit_time
     assert stored.tzinfo is not None
@@ -68,19 +68,19 @@ def test_submit_accepts_documented_time_formats(client, visit_time):
 
 
 def test_naive_visit_time_is_utc(client):
-    response = submit(client, [visit("S00339218", URL, visit_time="2024-01-21 16:23:40")])
+    response = submit(client, [visit("SAMPLE-00001", URL, visit_time="2024-01-21 16:23:40")])
     stored = Visit.objects.get(job_id=response.json()["job_id"]).visit_time
     assert stored.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") == "2024-01-21 16:23:40"
 
 
 def test_offset_visit_time_keeps_its_instant(client):
-    response = submit(client, [visit("S00339218", URL, visit_time="2024-01-21T16:23:40+05:30")])
+    response = submit(client, [visit("SAMPLE-00001", URL, visit_time="2024-01-21T16:23:40+05:30")])
     stored = Visit.objects.get(job_id=response.json()["job_id"]).visit_time
     assert stored.astimezone(UTC).strftime("%H:%M") == "10:53"
 
 
 def valid_visit(**changes) -> dict:
-    return {**visit("S00339218", URL), **changes}
+    return {**visit("SAMPLE-00001", URL), **changes}
 
 
 def without(key: str) -> dict:
@@ -188,7 +188,7 @@ def test_submit_rejects_a_body_that_is_not_a_json_object(client, body, message):
 
 
 def test_unknown_store_does_not_fail_the_submit(client):
-    response = submit(client, [visit("S00339218", URL), visit("NOT-A-STORE", URL, URL)])
+    response = submit(client, [visit("SAMPLE-00001", URL), visit("NOT-A-STORE", URL, URL)])
 
     assert response.status_code == 201
     job = Job.objects.get(pk=response.json()["job_id"])
@@ -211,7 +211,7 @@ def test_job_with_only_unknown_stores_fails_at_once(client):
 
 def test_submit_body_over_the_limit_is_a_json_413(client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = submit(client, [visit("S00339218", *[f"{URL}?{i}" for i in range(50)])])
+    response = submit(client, [visit("SAMPLE-00001", *[f"{URL}?{i}" for i in range(50)])])
     assert response.status_code == 413
     assert response.json() == {"error": "the body is larger than 1,000 bytes"}
     assert Job.objects.count() == 0

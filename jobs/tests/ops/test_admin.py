@@ -82,6 +82,23 @@ def test_job_filter_by_status(admin_client):
     assert [j.pk for j in response.context["cl"].result_list] == [failed.pk]
 
 
+def client_filter_choices(admin_client) -> list[str] | None:
+    """The names the job list's client filter offers, or None when it shows no such filter."""
+    specs = admin_client.get(JOBS).context["cl"].filter_specs
+    [spec] = [spec for spec in specs if spec.title == "client"] or [None]
+    return None if spec is None or not spec.has_output() else [name for _, name in spec.lookup_choices]
+
+
+def test_the_client_filter_offers_only_clients_that_own_jobs(admin_client):
+    create_job(("S1", 1))
+    User.objects.create_user("zeta")  # a client without jobs
+    assert client_filter_choices(admin_client) is None  # no job has a client: the staff user is not one
+
+    job = create_job(("S1", 1))
+    Job.objects.filter(pk=job.pk).update(client=User.objects.create_user("acme"))
+    assert client_filter_choices(admin_client) == ["acme"]
+
+
 def test_failed_job_page_shows_visits_errors_and_links(admin_client):
     job = create_job(("S1", 1), ("NOPE", 2))
     fail_all(job)
@@ -117,7 +134,7 @@ def test_image_list_filters_by_job_store_and_status(admin_client):
     assert other.pk not in {i.job_id for i in ImageResult.objects.filter(pk__in=shown(job__id__exact=job.pk))}
     html = admin_client.get(IMAGES, {"status__exact": "failed"}).content.decode()
     assert "HTTP 404" in html
-    assert f'<a href="{first.url}" rel="noreferrer noopener" target="_blank">' in html
+    assert f'<a href="{first.url}" title="{first.url}" rel="noreferrer noopener" target="_blank">' in html
     assert "<img" not in html.split('id="result_list"')[1]
 
 

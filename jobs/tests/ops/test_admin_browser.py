@@ -16,13 +16,15 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
+from jobs import services
 from jobs.models import Job
-from jobs.services.outcomes import count_outcomes
+from jobs.services.outcomes import Outcome, count_outcomes
 from jobs.tests.helpers import create_job, submit, visit, wait_for_job
 from stores.models import Store
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "a-Strong-operator-pass-1"
+VIEWPORT_WIDTH = 1280  # a laptop's screen: the lists' columns must fit it
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def page(monkeypatch):
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": VIEWPORT_WIDTH, "height": 1000})
         context.set_default_timeout(15_000)
         yield context.new_page()
         browser.close()
@@ -48,6 +50,29 @@ def screenshot(tmp_path):
         page.screenshot(path=str(folder / name), full_page=True)
 
     return take
+
+
+def in_view(page, selector: str) -> dict:
+    """Where the first element of `selector` ends, against the viewport and the results table's
+    scrolling box, and how many lines its text takes."""
+    return page.locator(selector).first.evaluate(
+        """(el) => {
+            const box = el.getBoundingClientRect();
+            const results = el.closest('.results') || document.documentElement;
+            const range = document.createRange();
+            range.selectNodeContents(el);
+            const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+            return {right: box.right, scroller_right: results.getBoundingClientRect().right,
+                    lines: tops.size, page_width: document.documentElement.scrollWidth};
+        }"""
+    )
+
+
+def assert_readable_in_view(page, selector: str, max_lines: int | None = 2) -> None:
+    where = in_view(page, selector)
+    assert where["right"] <= min(VIEWPORT_WIDTH, where["scroller_right"]), (selector, where)
+    assert where["page_width"] <= VIEWPORT_WIDTH, (selector, where)
+    assert max_lines is None or where["lines"] <= max_lines, (selector, where)
 
 
 def log_in(page, live_server) -> None:
@@ -71,6 +96,8 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
         [visit("S1", image_server.url("/img/640x480.jpg"), flaky_url), visit("S2", image_server.url("/img/8x8.png"))],
     ).json()["job_id"]
     assert wait_for_job(client, job_id)["status"] == "failed"
+    not_found: list[str] = []  # of the pages and what they load (stylesheets, scripts)
+    page.on("response", lambda response: response.status == 404 and not_found.append(response.url))
 
     log_in(page, live_server)
     page.click("text=Failed jobs")
@@ -94,6 +121,42 @@ def test_operator_finds_a_failure_retries_it_and_the_job_completes(
     page.goto(f"{live_server.url}/admin/jobs/job/{job_id}/change/")
     expect(page.locator(".field-status_badge .rp-badge")).to_have_text("completed")
     expect(page.locator(".field-store_errors")).to_contain_text("none")
+    page.click("text=View site")
+    expect(page.locator("h1")).to_have_text("Retail Pulse")
+    page.wait_for_load_state("networkidle")
+    assert not_found == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_why_images_failed_and_how_long_jobs_took_are_in_view_at_1280_px(live_server, page, screenshot):
+    Store.objects.create(store_id="SAMPLE-00001", name="BHARAT STORE", area_code="710006")
+    host = "https://images.field-agents.example-cdn.com/2024/01/21/SAMPLE-00001"
+    urls = [f"{host}/shelf-{n:04d}-front-left.jpg" for n in range(6)]
+    job = services.create_job(visits=[services.VisitInput("SAMPLE-00001", urls, timezone.now())])
+    images = list(job.images.order_by("id").values_list("id", flat=True))
+    services.record_outcomes(
+        job_id=job.pk,
+        outcomes=[
+            Outcome(images[0], 4032, 3024),
+            Outcome(images[1], 640, 480),
+            *(Outcome(i, error="host name not found") for i in images[2:4]),
+            Outcome(images[4], error="timed out after 30 s (the whole download)"),
+            Outcome(images[5], error="unsupported image format ICO"),
+        ],
+    )
+    log_in(page, live_server)
+
+    page.goto(f"{live_server.url}/admin/jobs/imageresult/?job__id__exact={job.pk}")
+    expect(page.locator("#result_list tbody tr")).to_have_count(6)
+    assert_readable_in_view(page, "#result_list th.column-error", max_lines=None)
+    assert_readable_in_view(page, "#result_list td.field-error:text('host name not found')", max_lines=1)
+    assert_readable_in_view(page, "#result_list td.field-error:text('timed out after 30 s')")
+    screenshot(page, "admin-image-results.png")
+
+    page.goto(f"{live_server.url}/admin/jobs/job/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    assert_readable_in_view(page, "#result_list th.column-duration", max_lines=None)
+    assert_readable_in_view(page, "#result_list td.field-duration", max_lines=1)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import BASE_DIR
 from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
-from jobs.ops import heartbeat, monitoring
+from jobs.ops import dashboard, heartbeat, monitoring
 from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import wait_until
 from stores.models import Store
@@ -75,6 +76,37 @@ def test_readyz_and_metrics_see_a_running_qcluster_come_and_go(client, start_clu
     cluster.stop()
     assert wait_until(lambda: client.get("/readyz").status_code == 503)
     assert metrics(client)[("retailpulse_qclusters", ())] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cluster_has_one_name_in_its_log_the_dashboard_and_metrics(admin_client, service_env, tmp_path):
+    from django.core.cache import caches
+
+    log = tmp_path / "qcluster.log"
+    with log.open("w") as log_file:
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster", "--skip-checks"],
+            cwd=BASE_DIR,
+            env={**service_env, "RETAILPULSE_WORKERS": "1"},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        started = wait_until(lambda: re.search(r"Q Cluster (\S+) starting", log.read_text()), what="the log line")
+        name = started.group(1)
+        clusters = wait_until(lambda: dashboard.snapshot()["clusters"], what="the heartbeat")
+
+        assert [cluster["name"] for cluster in clusters] == [name]
+        assert f"<td>{name} on {clusters[0]['host']}</td>" in admin_client.get("/admin/dashboard/").content.decode()
+        assert (
+            metrics(admin_client)[("retailpulse_qcluster_info", (("cluster", name), ("host", clusters[0]["host"])))]
+            == 1
+        )
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        cluster.wait(timeout=30)
+        caches["cluster"].clear()
 
 
 def test_readyz_names_an_unreachable_database(tmp_path):
@@ -200,3 +232,26 @@ def test_readyz_holds_through_a_late_heartbeat_and_fails_after_ten_seconds_witho
     finally:
         os.kill(sentinel, signal.SIGCONT)
     wait_until(lambda: monitoring.readiness()["cluster"].ok)
+
+
+def test_the_front_page_links_the_api_docs_the_admin_and_the_probes(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    for url in ("/api/docs/", "/api/schema/", "/admin/", "/admin/dashboard/", "/healthz", "/readyz", "/metrics"):
+        assert f'href="{url}"' in html
+
+
+def test_the_admins_view_site_link_leads_to_the_front_page(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+    assert '<a href="/">View site</a>' in html
+    assert admin_client.get("/").status_code == 200
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert response.content.startswith(b"\0\0\1\0")  # an ICO file's header
