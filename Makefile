@@ -41,13 +41,15 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The service against the floor, then recovery times, on SQLite and PostgreSQL (about 30 minutes);
-# writes docs/performance.md.
+# The service against the floor with image hosts on this machine (SQLite and PostgreSQL), then with
+# hosts that wait 20, 100 and 300 ms and the mixed case (SQLite, delay off), then recovery times
+# (about 90 minutes); writes docs/performance.md.
 bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
+	$(PY) -u bench/service.py --db sqlite --delays 0 --latencies 20 100 300 mixed --runs 1 | tee var-far.md
 	$(PY) -u bench/recovery.py --db sqlite postgres | tee var-recovery.md
-	{ cat bench/performance.head.md var-bench.md; echo; cat var-recovery.md; } > docs/performance.md
-	rm var-bench.md var-recovery.md
+	{ cat bench/performance.head.md var-bench.md; echo; cat var-far.md; echo; cat var-recovery.md; } > docs/performance.md
+	rm var-bench.md var-far.md var-recovery.md
 
 # 50 clients submitting small jobs and polling for 30 s against web + worker; exits 1 on any error.
 load: $(VENV)/.installed

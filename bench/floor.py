@@ -128,8 +128,8 @@ NEAR_CANDIDATES = (
     + [("pipelined", n) for n in (16, 32, 64)]
     + [("task per image", n) for n in (16, 32, 64, 1024)]
 )
-# For hosts far away: the most in flight first, down to 16 (each level under the fastest so far
-# is stopped at three times its time).
+# For hosts far away: the most in flight first, down to 16, until two levels in a row (both engines)
+# are slower than the best (the rate rises with the level up to the knee, then falls).
 FAR_LEVELS = (2048, 1024, 512, 256, 128, 64, 32, 16)
 FAR_CANDIDATES = [
     (design, n) for n in FAR_LEVELS for design in ("pipelined, header reader", "pyreqwest, header reader")
@@ -177,9 +177,12 @@ def run(design: str, in_flight: int, urls: list[str], delay: tuple[float, float]
     return Result(design, in_flight, len(urls) / (time.perf_counter() - started), cpu / len(urls))
 
 
-def fastest(url_for, images: int, delay: tuple[float, float], log, candidates=NEAR_CANDIDATES) -> Result:
-    """Every candidate once, the fastest three more times; its median run. `url_for(name)` gives a
-    distinct image URL; `log` gets a line per run."""
+def fastest(
+    url_for, images: int, delay: tuple[float, float], log, candidates=NEAR_CANDIDATES, give_up_after: int | None = None
+) -> Result:
+    """Every candidate once (or until `give_up_after` in a row did not beat the best), the fastest
+    three more times; its median run. `url_for(name)` gives a distinct image URL; `log` gets a line
+    per run."""
     runs = itertools.count()
 
     def once(design: str, in_flight: int, limit: float | None = None) -> Result:
@@ -193,11 +196,16 @@ def fastest(url_for, images: int, delay: tuple[float, float], log, candidates=NE
             log(f"{heading} {result.rate:,.0f} images/s, {result.cpu_per_image * 1e3:.3f} ms CPU per image")
         return result
 
-    best = None
+    best, not_better = None, 0
     for candidate in candidates:
         result = once(*candidate, limit=None if best is None else 3 * images / best.rate)
         if best is None or result.rate > best.rate:
-            best = result
+            best, not_better = result, 0
+        else:
+            not_better += 1
+            if not_better == give_up_after:
+                log(f"floor: {not_better} candidates in a row slower than {best.design} at {best.in_flight}, no more")
+                break
     repeats = sorted((once(best.design, best.in_flight) for _ in range(3)), key=lambda r: r.rate)
     return Result(
         best.design,

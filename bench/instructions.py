@@ -24,7 +24,7 @@ from pathlib import Path
 from profile_worker import fetch_alone
 from service import ImageHost, image_host, setup_django_here
 
-IN_FLIGHT, WARM_UP = 32, 200
+IN_FLIGHT, WARM_UP = 32, 200  # the bare client's; the service's fetching finds its own
 MEASURED = ("bare client", "service's fetching")
 
 
@@ -58,7 +58,7 @@ def measure(measured: str, images: int) -> None:
         if measured == "bare client":
             asyncio.run(floor.pipelined_as_it_arrives(urls, IN_FLIGHT, (0, 0)))
         else:
-            fetch_alone(urls, IN_FLIGHT, (0, 0))
+            fetch_alone(urls, (0, 0))
 
     run(f"warm-{os.getpid()}", WARM_UP)
     set_counting(True)

@@ -29,7 +29,7 @@ def per_image(seconds: float, images: int) -> str:
     return f"{seconds / images * 1e3:.3f} ms"
 
 
-def fetch_alone(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
+def fetch_alone(urls: list[str], delay: tuple[float, float]) -> None:
     """The service's fetching of `urls` (jobs.worker.processing) with no database, in this process, where
     Django is set up."""
     from django.conf import settings
@@ -38,9 +38,7 @@ def fetch_alone(urls: list[str], in_flight: int, delay: tuple[float, float]) -> 
 
     limits = imaging.FetchLimits.from_settings(settings.RETAILPULSE)
     images = list(enumerate(urls))
-    batches = processing.measure_images(
-        images, limits=limits, in_flight=in_flight, gpu_delay=delay, deadline=time.monotonic() + 600
-    )
+    batches = processing.measure_images(images, limits=limits, gpu_delay=delay, deadline=time.monotonic() + 600)
     assert sum(len(batch) for batch in batches) == len(urls)
 
 
@@ -48,14 +46,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--in-flight", type=int, default=32, help="of the bare client (the service finds its own)")
     parser.add_argument("--delay", default="0")
     parser.add_argument(
         "--profile", action="store_true", help="also list the main thread's costliest calls (cProfile, which slows it)"
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rp-profile-"))
-    setup_django_here(args.db, workdir, RETAILPULSE_GPU_DELAY=args.delay, RETAILPULSE_IN_FLIGHT=str(args.in_flight))
+    setup_django_here(args.db, workdir, RETAILPULSE_GPU_DELAY=args.delay)
 
     from jobs import services, tasks
     from jobs.models import Job
@@ -72,7 +70,7 @@ def main() -> None:
 
         urls = [ImageHost.url(f"fetch-{i}") for i in range(n)]
         started = time.process_time()
-        fetch_alone(urls, args.in_flight, delay)
+        fetch_alone(urls, delay)
         print(f"service fetching alone: {per_image(time.process_time() - started, n)}")
 
         visits = [

@@ -427,8 +427,15 @@ def main() -> None:
             with Service(db, delay, workdir, extra_env) as service:
                 for latency, size in itertools.product(args.latencies, args.sizes):
                     url_for = ImageHost.far_url(latency)
-                    candidates = floor.NEAR_CANDIDATES if latency == "0" else floor.FAR_CANDIDATES
-                    bare = floor.fastest(url_for, size, parse_delay(delay), log=print_to_stderr, candidates=candidates)
+                    near = latency == "0"
+                    bare = floor.fastest(
+                        url_for,
+                        size,
+                        parse_delay(delay),
+                        log=print_to_stderr,
+                        candidates=floor.NEAR_CANDIDATES if near else floor.FAR_CANDIDATES,
+                        give_up_after=None if near else floor.FAR_GIVE_UP_AFTER,
+                    )
                     service.peak_memory = {"rss": 0, "pss": 0}
                     runs = args.runs if size <= 10_000 else 1
                     tag = f"{delay}-{latency}-{size}"
