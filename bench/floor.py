@@ -70,11 +70,11 @@ async def task_per_image(urls: list[str], in_flight: int, delay: tuple[float, fl
         await asyncio.gather(*(one(url) for url in urls))
 
 
-async def pipelined(urls: list[str], in_flight: int, delay: tuple[float, float], size=_size) -> None:
+async def pipelined(urls: list[str], in_flight: int, delay: tuple[float, float], size=_size, client=_session) -> None:
     """`in_flight` fetching coroutines take the next image in turn; the delay is a timer after the
     fetch, holding no fetch slot."""
     loop, waiting, timers = asyncio.get_running_loop(), iter(urls), set()
-    async with _session(in_flight) as session:
+    async with client(in_flight) as session:
 
         async def fetch_in_turn() -> None:
             for url in waiting:
@@ -93,26 +93,22 @@ async def pipelined_as_it_arrives(urls: list[str], in_flight: int, delay: tuple[
     await pipelined(urls, in_flight, delay, size=_size_as_it_arrives)
 
 
+def _pyreqwest_client(in_flight: int):
+    return ClientBuilder().max_connections(in_flight).build()
+
+
+async def _pyreqwest_size_as_it_arrives(client, url: str) -> None:
+    reader = HeaderReader(MEASURED_FORMATS, 10**9)
+    async with client.get(url).build_streamed() as response:
+        while (piece := await response.body_reader.read_chunk()) is not None:
+            reader.feed(bytes(piece))
+    width, height = reader.close()
+    assert width * height
+
+
 async def pyreqwest_as_it_arrives(urls: list[str], in_flight: int, delay: tuple[float, float]) -> None:
     """The pipelined client on pyreqwest (hyper and tokio underneath), with the header reader."""
-    loop, waiting, timers = asyncio.get_running_loop(), iter(urls), set()
-    async with ClientBuilder().max_connections(in_flight).build() as client:
-
-        async def fetch_in_turn() -> None:
-            for url in waiting:
-                reader = HeaderReader(MEASURED_FORMATS, 10**9)
-                async with client.get(url).build_streamed() as response:
-                    while (piece := await response.body_reader.read_chunk()) is not None:
-                        reader.feed(bytes(piece))
-                width, height = reader.close()
-                assert width * height
-                if any(delay):
-                    timer = loop.create_future()
-                    loop.call_later(random.uniform(*delay), timer.set_result, None)
-                    timers.add(timer)
-
-        await asyncio.gather(*(fetch_in_turn() for _ in range(in_flight)))
-        await asyncio.gather(*timers)
+    await pipelined(urls, in_flight, delay, size=_pyreqwest_size_as_it_arrives, client=_pyreqwest_client)
 
 
 DESIGNS = {

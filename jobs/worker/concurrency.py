@@ -17,7 +17,7 @@ from jobs.worker.hosts import Host
 
 GAIN = 1.5  # in flight beyond the estimate: latency and CPU per image both vary from image to image
 MIN_IN_FLIGHT = 32  # enough for a host on the same machine (docs/performance.md)
-BYTES_PER_DOWNLOAD = 48 << 10  # what one download in flight holds: buffers, socket, task (docs/performance.md)
+BYTES_PER_DOWNLOAD = 64 << 10  # what one download in flight holds: buffers, socket, task (docs/performance.md)
 CPU_SMOOTHING = 0.2  # weight of the newest measure of CPU per image
 # Until the first images end: about what one costs on a server core (docs/performance.md). With it,
 # a host not heard from yet raises the limit as the wait for it grows, as TCP's slow start does.

@@ -24,7 +24,7 @@ def test_the_limit_is_a_downloads_time_over_the_cpu_per_image_within_its_floor_a
     assert limit.cpu_per_image == 0.0005  # as the first guess: this measure changes nothing
     assert limit.update(images_left={far_host(0.3): 1000}, now=0.0) == int(concurrency.GAIN * 0.3 / 0.0005)
     assert limit.update(images_left={far_host(0.001): 1000}, now=0.0) == concurrency.MIN_IN_FLIGHT
-    assert limit.update(images_left={far_host(5.0): 1000}, now=0.0) == limit.ceiling == 1365
+    assert limit.update(images_left={far_host(5.0): 1000}, now=0.0) == limit.ceiling == 1024
     # One image in twenty from a host 5 s away weighs as much as the other nineteen at 5 ms.
     mixed = {far_host(5.0): 50, far_host(0.005): 950}
     assert limit.update(images_left=mixed, now=0.0) == int(concurrency.GAIN * 0.25475 / 0.0005)
