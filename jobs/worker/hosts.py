@@ -103,9 +103,6 @@ class HostQueues:
     def __init__(self) -> None:
         self._queues: dict[Host, collections.deque[Waiting]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
-
     def add(self, image: Waiting, *, first: bool = False) -> None:
         queue = self._queues.setdefault(image.host, collections.deque())
         if first:  # a retry goes before the host's images not yet tried
