@@ -127,9 +127,9 @@ NEAR_CANDIDATES = (
 # For hosts far away: the most in flight first, down to 16, until two levels in a row (both engines)
 # are slower than the best (the rate rises with the level up to the knee, then falls).
 FAR_LEVELS = (2048, 1024, 512, 256, 128, 64, 32, 16)
-FAR_CANDIDATES = [
-    (design, n) for n in FAR_LEVELS for design in ("pipelined, header reader", "pyreqwest, header reader")
-]
+FAR_ENGINES = ("pipelined, header reader", "pyreqwest, header reader")
+FAR_CANDIDATES = [(design, n) for n in FAR_LEVELS for design in FAR_ENGINES]
+FAR_GIVE_UP_AFTER = 2 * len(FAR_ENGINES)
 
 
 def _run(design: str, urls: list[str], in_flight: int, delay: tuple[float, float], cpu_seconds) -> None:

@@ -10,50 +10,19 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from retailpulse.env import env_bool, env_choice, env_float, env_int, env_names, env_range, env_rate, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def env_names(name: str, default: str) -> tuple[str, ...]:
-    """A comma-separated list of names, upper-cased: `jpeg, png` is ("JPEG", "PNG")."""
-    value = os.environ.get(name) or default
-    return tuple(item.strip().upper() for item in value.split(",") if item.strip())
-
-
-def parse_delay_range(text: str) -> tuple[float, float]:
-    """`0.1-0.4` is a uniform range in seconds, `0` (or any single number) a fixed delay."""
-    low, _, high = text.partition("-")
-    low_s = float(low)
-    high_s = float(high) if high else low_s
-    if low_s < 0 or high_s < low_s:
-        raise ImproperlyConfigured(f"RETAILPULSE_GPU_DELAY={text!r}: expected LOW-HIGH seconds or 0")
-    return low_s, high_s
-
-
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local work).")
     SECRET_KEY = "django-insecure-local-development-only"
 
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -107,7 +76,7 @@ WSGI_APPLICATION = "retailpulse.wsgi.application"
 _lease_seconds = env_float("RETAILPULSE_LEASE_SECONDS", 6.0)
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
@@ -215,10 +184,10 @@ SPECTACULAR_SETTINGS = {
 # Worker processes: one per core. Each keeps as many downloads in flight on an event loop as keep its
 # core busy (jobs.worker.concurrency); more processes only add memory and CPU per image
 # (docs/performance.md).
-WORKERS = env_int("RETAILPULSE_WORKERS", os.cpu_count() or 1)
+WORKERS = env_int("RETAILPULSE_WORKERS", os.cpu_count() or 1, minimum=1)
 RETAILPULSE: dict[str, Any] = {
     # Simulated GPU time per image, uniform in [low, high] seconds.
-    "GPU_DELAY": parse_delay_range(os.environ.get("RETAILPULSE_GPU_DELAY", "0.1-0.4")),
+    "GPU_DELAY": env_range("RETAILPULSE_GPU_DELAY", "0.1-0.4"),
     # Let jobs fetch from loopback/private/reserved addresses (tests, on-premise image stores).
     "FETCH_ALLOW_PRIVATE": env_bool("RETAILPULSE_FETCH_ALLOW_PRIVATE", False),
     "FETCH_TIMEOUT": env_float("RETAILPULSE_FETCH_TIMEOUT", 30.0),  # whole download, per image
@@ -233,24 +202,24 @@ RETAILPULSE: dict[str, Any] = {
     "API_TOKENS": env_bool("RETAILPULSE_API_TOKENS", False),
     # Requests per client, e.g. "120/min"; empty means no limit.
     "THROTTLE_RATES": {
-        "submit": os.environ.get("RETAILPULSE_THROTTLE_SUBMIT", ""),
-        "read": os.environ.get("RETAILPULSE_THROTTLE_READ", ""),
+        "submit": env_rate("RETAILPULSE_THROTTLE_SUBMIT"),
+        "read": env_rate("RETAILPULSE_THROTTLE_READ"),
     },
     # The most a submit may hold; a 400 names the limit it broke.
-    "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000),
-    "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000),
-    "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000),
+    "MAX_VISITS": env_int("RETAILPULSE_MAX_VISITS", 100_000, minimum=1),
+    "MAX_IMAGES_PER_VISIT": env_int("RETAILPULSE_MAX_IMAGES_PER_VISIT", 1_000, minimum=1),
+    "MAX_IMAGES_PER_JOB": env_int("RETAILPULSE_MAX_IMAGES_PER_JOB", 200_000, minimum=1),
     # The most images one client may have pending (ongoing jobs' images without an outcome); a
     # submit that would pass it gets a 429. 0: no quota.
     "CLIENT_MAX_PENDING_IMAGES": env_int("RETAILPULSE_CLIENT_MAX_PENDING_IMAGES", 0),
     # The most images of one chunk: a job is cut into a multiple of WORKERS equal chunks no bigger
     # than this (services.chunks.chunk_sizes). Bigger chunks pay fewer claims and fewer fetch tails;
     # a new job does not wait for them to end (services.chunks._make_way).
-    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 25_000),
+    "CHUNK_SIZE": env_int("RETAILPULSE_CHUNK_SIZE", 25_000, minimum=1),
     # The most connections one worker process opens to one image host (docs/configuration.md).
-    "HOST_CONNECTIONS": env_int("RETAILPULSE_HOST_CONNECTIONS", 512),
+    "HOST_CONNECTIONS": env_int("RETAILPULSE_HOST_CONNECTIONS", 512, minimum=1),
     # Memory one worker process's downloads in flight may hold, in MiB: it bounds their number.
-    "FETCH_MEMORY_MB": env_int("RETAILPULSE_FETCH_MEMORY_MB", 40),
+    "FETCH_MEMORY_MB": env_int("RETAILPULSE_FETCH_MEMORY_MB", 40, minimum=1),
     # A claim stops fetching after this long and hands the rest of its chunk back.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
@@ -261,7 +230,7 @@ RETAILPULSE: dict[str, Any] = {
     "WATCH_EVERY": env_float("RETAILPULSE_WATCH_EVERY", 1.0),
     # Attempts of a chunk that raised (a database error mid-write): each backs off 2, 4, 8 ... s; the
     # last fails the chunk's remaining images with the error.
-    "CHUNK_ATTEMPTS": env_int("RETAILPULSE_CHUNK_ATTEMPTS", 3),
+    "CHUNK_ATTEMPTS": env_int("RETAILPULSE_CHUNK_ATTEMPTS", 3, minimum=1),
     # An ongoing job with no image outcome for this long has its unfinished work queued again.
     "STALL_AFTER": env_int("RETAILPULSE_STALL_AFTER", 600),
     # A chunk whose lease ran out more often than this (its workers keep dying) fails its images.
@@ -276,11 +245,11 @@ RETAILPULSE: dict[str, Any] = {
 # The key of the X-RetailPulse-Signature HMAC. By default derived from SECRET_KEY (so it changes
 # with it); set it to share a key with the receivers that is not the secret key itself.
 RETAILPULSE_CALLBACK_SECRET = (
-    os.environ.get("RETAILPULSE_CALLBACK_SECRET")
+    env_str("RETAILPULSE_CALLBACK_SECRET", "")
     or hmac.new(SECRET_KEY.encode(), b"retailpulse completion callbacks", hashlib.sha256).hexdigest()
 )
 RETAILPULSE_CALLBACKS: dict[str, Any] = {
-    "ATTEMPTS": env_int("RETAILPULSE_CALLBACK_ATTEMPTS", 5),  # the first POST and its retries
+    "ATTEMPTS": env_int("RETAILPULSE_CALLBACK_ATTEMPTS", 5, minimum=1),  # the first POST and its retries
     "TIMEOUT": env_float("RETAILPULSE_CALLBACK_TIMEOUT", 10.0),  # seconds for one POST
     # Seconds before the first retry, doubled for each next one (due retries start on the
     # scheduler's 30 s tick).
@@ -309,7 +278,7 @@ Q_CLUSTER: dict[str, Any] = {
     "retry": _task_timeout + 10,
     # A worker process is replaced after a task once its memory passes this (KiB): about twice a
     # worker's peak under make bench, so only a leak or a pathological chunk hits it.
-    "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 400) * 1024,
+    "max_rss": env_int("RETAILPULSE_WORKER_MAX_RSS_MB", 400, minimum=1) * 1024,
     "max_attempts": 3,
     "ack_failures": True,
     "poll": 0.1,
@@ -322,9 +291,8 @@ Q_CLUSTER: dict[str, Any] = {
 }
 
 # LOG_FORMAT=json: one JSON object per line, with the event's fields (event, job_id, store_id, ...).
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
-if LOG_FORMAT not in {"plain", "json"}:
-    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: expected plain or json")
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -337,5 +305,8 @@ LOGGING = {
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper(),
+    },
 }

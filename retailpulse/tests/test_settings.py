@@ -4,21 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
 from conftest import BASE_DIR
-from retailpulse.settings import parse_delay_range
-
-
-@pytest.mark.parametrize(("text", "expected"), [("0.1-0.4", (0.1, 0.4)), ("0", (0.0, 0.0)), ("0.25", (0.25, 0.25))])
-def test_gpu_delay_is_a_range_or_a_number(text, expected):
-    assert parse_delay_range(text) == expected
-
-
-@pytest.mark.parametrize("text", ["0.4-0.1", "-1", "fast"])
-def test_bad_gpu_delay_is_refused(text):
-    with pytest.raises((ImproperlyConfigured, ValueError)):
-        parse_delay_range(text)
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -96,10 +83,23 @@ def test_log_format_json_writes_one_json_object_per_event(tmp_path):
     assert (finished["status"], finished["images_failed"]) == ("failed", 1)
 
 
-def test_an_unknown_log_format_is_refused():
-    result = run_manage("check", DJANGO_DEBUG="1", LOG_FORMAT="xml")
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("RETAILPULSE_API_TOKENS", "ture", "expected one of 1, true, yes, on, 0, false, no, off"),  # boolean
+        ("RETAILPULSE_WORKERS", "two", "expected a whole number of at least 1"),  # integer
+        ("RETAILPULSE_FETCH_TIMEOUT", "30s", "expected a number of at least 0"),  # float
+        ("RETAILPULSE_IMAGE_FORMATS", "JPEG;PNG", "expected a comma-separated list of names"),  # list
+        ("RETAILPULSE_GPU_DELAY", "0.4-0.1", "expected LOW-HIGH seconds"),  # range
+        ("RETAILPULSE_THROTTLE_SUBMIT", "10/fortnight", "expected requests per period"),  # rate
+        ("LOG_FORMAT", "xml", "expected plain or json"),  # choice
+        ("LOG_LEVEL", "loud", "expected one of debug, info, warning, error, critical"),
+    ],
+)
+def test_a_setting_it_does_not_understand_stops_manage_py_naming_the_variable(variable, value, accepted):
+    result = run_manage("check", DJANGO_DEBUG="1", **{variable: value})
     assert result.returncode != 0
-    assert "LOG_FORMAT='xml': expected plain or json" in result.stderr
+    assert f"ImproperlyConfigured: {variable}={value!r}: {accepted}" in result.stderr
 
 
 def test_every_model_change_has_its_migration():
