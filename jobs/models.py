@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from rest_framework_api_key.models import AbstractAPIKey
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 MAX_JOB_ID = 2**63 - 1  # BIGINT: larger ids cannot exist, and would overflow a query
@@ -225,3 +226,16 @@ class OutcomeCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.images} images of job {self.job_id} at {self.minute:%H:%M} ({self.cause or 'measured'})"
+
+
+class ClientKey(AbstractAPIKey):
+    """An API key of a client (`Authorization: Token <key>`). Stored as its visible prefix and a
+    SHA-512 hash of the whole key (djangorestframework-api-key): the key itself is shown once, when
+    issued, and a copy of the database cannot be used to call the API."""
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"

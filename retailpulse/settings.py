@@ -33,7 +33,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework_api_key",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_q",
@@ -50,7 +51,19 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin logins: after AXES_FAILURE_LIMIT failed attempts for one user name from one address, that
+# pair is locked out for the cool-off (429, with a message); another operator unlocks it in the
+# admin (Axes: access attempts) or with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("RETAILPULSE_LOGIN_ATTEMPTS", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("RETAILPULSE_LOGIN_LOCKOUT_HOURS", 1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner in every process's log
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 
 ROOT_URLCONF = "retailpulse.urls"
 
@@ -149,7 +162,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.AnyContentTypeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "jobs.api.errors.error_exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.api.access.OptionalTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.api.access.ClientKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["jobs.api.access.TokenRequiredIfEnabled"],
     "DEFAULT_THROTTLE_CLASSES": ["jobs.api.access.ScopedThrottle"],
     "UNAUTHENTICATED_USER": None,
@@ -198,7 +211,7 @@ RETAILPULSE: dict[str, Any] = {
     # Formats measured (of jobs.imaging.MEASURED_FORMATS; a system check refuses other names). A
     # well-formed image of any other format fails with "unsupported image format X".
     "IMAGE_FORMATS": env_names("RETAILPULSE_IMAGE_FORMATS", "JPEG,MPO,PNG,GIF,WEBP,BMP,TIFF,HEIF,AVIF"),
-    # API tokens (DRF's authtoken: `manage.py drf_create_token USER`) required on every /api/ call.
+    # API keys (`manage.py create_client NAME`, `manage.py api_keys`) required on every /api/ call.
     "API_TOKENS": env_bool("RETAILPULSE_API_TOKENS", False),
     # Requests per client, e.g. "120/min"; empty means no limit.
     "THROTTLE_RATES": {

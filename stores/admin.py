@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -39,6 +41,13 @@ class StoreAdmin(admin.ModelAdmin):
                     request, format_html_join("", "{}: nothing loaded.{}", [(name, problems)]), messages.ERROR
                 )
             else:
+                LogEntry.objects.create(
+                    user=request.user,
+                    content_type=ContentType.objects.get_for_model(Store),
+                    object_repr=f"store master {name}"[:200],
+                    action_flag=CHANGE,
+                    change_message=f"Uploaded {name}: {report}",
+                )
                 self.message_user(request, f"{name}: {report}", messages.SUCCESS)
                 return redirect("admin:stores_store_changelist")
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "title": "Upload"}

@@ -2,18 +2,35 @@
 without a code change: RETAILPULSE_API_TOKENS=1 and the RETAILPULSE_THROTTLE_* rates."""
 
 from django.conf import settings
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
+from jobs.services.clients import KeyCheck, check_key
 
-class OptionalTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token <key>` when tokens are on; ignored (no 401 for a stray header) when off."""
+
+class ClientKeyAuthentication(BaseAuthentication):
+    """`Authorization: Token <key>`, one of the client's API keys, when tokens are on; ignored (no
+    401 for a stray header) when off."""
+
+    keyword = "Token"
 
     def authenticate(self, request):
         if not settings.RETAILPULSE["API_TOKENS"]:
             return None
-        return super().authenticate(request)
+        words = get_authorization_header(request).split()
+        if not words or words[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(words) != 2:
+            raise AuthenticationFailed("invalid Authorization header: send Authorization: Token <key>")
+        check, key = check_key(presented=words[1].decode(errors="replace"))
+        if check is not KeyCheck.VALID or key is None:
+            raise AuthenticationFailed(check.value)
+        return key.client, key
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
 
 
 class TokenRequiredIfEnabled(BasePermission):

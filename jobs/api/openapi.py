@@ -170,10 +170,10 @@ def empty_query_values(result, generator, request, public):
 
 class OptionalTokenScheme(TokenScheme):
     """`Authorization: Token <key>` as configured: required with RETAILPULSE_API_TOKENS=1; with
-    tokens off no operation has a security requirement, since OptionalTokenAuthentication then reads
+    tokens off no operation has a security requirement, since ClientKeyAuthentication then reads
     no token (token_security_as_configured drops the scheme itself)."""
 
-    target_class = "jobs.api.access.OptionalTokenAuthentication"
+    target_class = "jobs.api.access.ClientKeyAuthentication"
     priority = 1
 
     def get_security_requirement(self, auto_schema):

@@ -1,13 +1,16 @@
-"""The operators' admin: watch jobs, see why one failed, retry or cancel it."""
+"""The operators' admin: watch jobs, see why one failed, retry or cancel it; issue and revoke the
+clients' API keys. Every such action is in the admin's history, with who did it."""
 
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from jobs import services
-from jobs.models import CallbackStatus, ImageResult, Job, Visit
+from jobs.models import CallbackStatus, ClientKey, ImageResult, Job, Visit
 
 VISITS_SHOWN = 200  # on a job's page; the image list has them all
 
@@ -188,6 +191,7 @@ class JobAdmin(ReadOnlyAdmin):
         for job in queryset:
             retried = services.retry_failed_images(job_id=job.pk)
             if retried:
+                self.log_change(request, job, f"Retried {retried} failed images.")
                 self.message_user(request, f"Job {job.pk}: {retried} failed images queued again.", messages.SUCCESS)
             else:
                 self.message_user(request, f"Job {job.pk}: no failed image to retry.", messages.WARNING)
@@ -197,6 +201,7 @@ class JobAdmin(ReadOnlyAdmin):
         for job in queryset:
             cancelled = services.cancel_job(job_id=job.pk)
             if cancelled or job.status == Job.Status.ONGOING:
+                self.log_change(request, job, f"Cancelled: {cancelled} pending images skipped.")
                 self.message_user(request, f"Job {job.pk}: cancelled, {cancelled} pending images skipped.")
             else:
                 self.message_user(request, f"Job {job.pk}: not ongoing, nothing to cancel.", messages.WARNING)
@@ -253,3 +258,35 @@ class ImageResultAdmin(ReadOnlyAdmin):
     def size(self, image: ImageResult) -> str:
         # One column for both: the list keeps its width for the error.
         return "-" if image.width is None else f"{image.width} \u00d7 {image.height}"
+
+
+# The library's own key model is unused: a client's keys are ClientKey rows.
+admin.site.unregister(APIKey)
+
+
+@admin.register(ClientKey)
+class ClientKeyAdmin(APIKeyModelAdmin):
+    """Adding a key issues it: the page shows it once, the database keeps its prefix and hash."""
+
+    # The library's admin declares these as tuples of its own lengths (mypy reads them as fixed).
+    list_display = ("prefix", "client", "name", "created", "last_used_at", "expiry_date", "_has_expired", "revoked")  # type: ignore[assignment]
+    list_filter = ("revoked", "created")  # type: ignore[assignment]
+    search_fields = ("prefix", "name", "client__username")  # type: ignore[assignment]
+    list_select_related = ("client",)
+    fields = ("client", "name", "expiry_date", "prefix", "last_used_at", "revoked")
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = (*super().get_readonly_fields(request, obj), "last_used_at")
+        return readonly if obj is None else (*readonly, "client")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, not deleted: a revoked key answers "revoked", and stays in the history
+
+    @admin.action(description="Revoke selected keys (for good)", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        for key in queryset.select_related("client"):
+            if not key.revoked:
+                services.revoke_key(prefix=key.prefix)
+                self.log_change(request, key, f"Revoked key {key.prefix} of {key.client.username}.")
+                self.message_user(request, f"Key {key.prefix} of {key.client.username}: revoked.")

@@ -1,5 +1,6 @@
 """Reads, by concern: jobs (whose they are, what a client sees), chunks (what a worker may claim),
-results (image results, errors per store, perimeters by visit) and operations (what operators read)."""
+results (image results, errors per store, perimeters by visit), operations (what operators read) and
+clients (their API keys)."""
 
 from jobs.selectors.chunks import (
     HeldChunk,
@@ -11,6 +12,7 @@ from jobs.selectors.chunks import (
     held_chunks,
     pending_chunk_count,
 )
+from jobs.selectors.clients import client_keys, key_state
 from jobs.selectors.jobs import (
     STATUS_FIELDS,
     api_client,
@@ -64,6 +66,7 @@ __all__ = [
     "chunk_pending_images",
     "chunk_queue",
     "claimable_chunks",
+    "client_keys",
     "failure_causes",
     "get_job",
     "held_chunks",
@@ -74,6 +77,7 @@ __all__ = [
     "job_images",
     "jobs_by_status",
     "jobs_visible_to",
+    "key_state",
     "last_outcome_by_worker",
     "latest_progress",
     "ongoing_jobs",

@@ -16,6 +16,7 @@ from jobs.services.chunks import (
     requeue_stalled_jobs,
     wake_workers,
 )
+from jobs.services.clients import ClientExists, KeyCheck, check_key, create_client, issue_key, revoke_key
 from jobs.services.operations import cancel_job, retry_failed_images
 from jobs.services.outcomes import Outcome, prune_outcome_counts, record_outcomes
 from jobs.services.submission import (
@@ -34,7 +35,9 @@ __all__ = [
     "CallbackAttempt",
     "Claim",
     "ClaimEnd",
+    "ClientExists",
     "IdempotencyKeyReused",
+    "KeyCheck",
     "Outcome",
     "QuotaExceeded",
     "Submission",
@@ -42,11 +45,14 @@ __all__ = [
     "add_chunks",
     "body_fingerprint",
     "cancel_job",
+    "check_key",
     "chunk_sizes",
     "claim_chunk",
+    "create_client",
     "create_job",
     "end_claim",
     "fail_chunk",
+    "issue_key",
     "prune_outcome_counts",
     "record_callback_attempt",
     "record_chunk_error",
@@ -54,6 +60,7 @@ __all__ = [
     "renew_lease",
     "requeue_stalled_jobs",
     "retry_failed_images",
+    "revoke_key",
     "submit_job",
     "wake_workers",
 ]

@@ -185,3 +185,35 @@ def test_waiting_stops_at_the_timeout_with_exit_3(tmp_path, stores):
     assert result.returncode == 3
     assert "still ongoing after 0.5 s; it goes on" in result.stderr
     assert "0/1" in result.stderr
+
+
+# --- api_keys ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_keys_issues_lists_and_revokes_a_clients_keys(capsys):
+    _client, first = services.create_client(name="chain-k")
+    call_command("api_keys", "issue", "chain-k", "--name", "rotation", "--expires-in-days", "30")
+    second = capsys.readouterr().out.strip()
+    services.check_key(presented=first)
+
+    call_command("api_keys", "list", "chain-k")
+    listing = capsys.readouterr().out.splitlines()
+    first_prefix, second_prefix = first.partition(".")[0], second.partition(".")[0]
+    assert listing[0].split() == ["prefix", "name", "created", "last", "used", "expires", "state"]
+    assert listing[1].split()[:3] == [first_prefix, "first", "key"]
+    assert listing[1].split()[-1] == "active"
+    assert listing[1].split()[-2] == "-"  # created, last used, no expiry
+    assert listing[2].split()[:2] == [second_prefix, "rotation"]
+    assert listing[2].split()[4] == "-"  # created, not used yet, an expiry
+    assert first not in "\n".join(listing)
+    assert second not in "\n".join(listing)
+
+    call_command("api_keys", "revoke", first_prefix)
+    assert capsys.readouterr().out.strip() == f"revoked {first_prefix} (first key) of chain-k"
+    assert services.check_key(presented=first)[0] is services.KeyCheck.REVOKED
+    assert services.check_key(presented=second)[0] is services.KeyCheck.VALID
+    with pytest.raises(CommandError, match="no API key has the prefix 'nope'"):
+        call_command("api_keys", "revoke", "nope")
+    with pytest.raises(CommandError, match="no client named 'nobody'"):
+        call_command("api_keys", "issue", "nobody")

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -28,6 +29,9 @@ def test_upload_loads_the_master_and_reports_counts(admin_client):
 
     assert messages(response) == ["master.csv: 1 created, 1 updated, 0 unchanged"]
     assert Store.objects.get(store_id="RP1").name == "New, name"
+    [entry] = LogEntry.objects.all()  # the admin's history: who loaded what
+    assert (entry.user.username, entry.object_repr) == ("admin", "store master master.csv")
+    assert entry.change_message == "Uploaded master.csv: 1 created, 1 updated, 0 unchanged"
 
 
 def test_upload_of_a_bad_file_loads_nothing_and_lists_problems(admin_client):

@@ -1,13 +1,13 @@
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from rest_framework.authtoken.models import Token
+
+from jobs.services.clients import ClientExists, create_client
 
 
 class Command(BaseCommand):
     help = (
         "Create an API client (a user without a password, who cannot log in to the admin) and print its "
-        "token, for `Authorization: Token <key>` with RETAILPULSE_API_TOKENS=1."
+        "first API key, once, for `Authorization: Token <key>` with RETAILPULSE_API_TOKENS=1; only its "
+        "hash is kept. `api_keys` issues more, lists and revokes them."
     )
 
     def add_arguments(self, parser):
@@ -16,9 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, **options):
         if not name.strip():
             raise CommandError("the client's name must not be empty")
-        if User.objects.filter(username=name).exists():
-            raise CommandError(f"a user named {name!r} exists already; `drf_create_token {name}` prints its token")
-        with transaction.atomic():
-            client = User.objects.create_user(username=name)  # no usable password
-            token = Token.objects.create(user=client)
-        self.stdout.write(token.key)
+        try:
+            _client, key = create_client(name=name)
+        except ClientExists:
+            raise CommandError(
+                f"a user named {name!r} exists already; `api_keys issue {name}` gives it a key"
+            ) from None
+        self.stdout.write(key)

@@ -1,10 +1,9 @@
 """Optional API tokens and per-client throttling (both off by default)."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 
+from jobs import services
 from jobs.models import Job
 from jobs.tests.helpers import submit, visit
 
@@ -23,7 +22,8 @@ def retailpulse(settings):
 @pytest.fixture
 def tokens_on(retailpulse):
     retailpulse["API_TOKENS"] = True
-    return Token.objects.create(user=User.objects.create_user("client-app")).key
+    _client, key = services.create_client(name="client-app")
+    return key
 
 
 def test_without_tokens_a_stray_authorization_header_is_ignored(client, retailpulse):

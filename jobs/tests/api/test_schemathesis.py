@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 
 from conftest import BASE_DIR
 from jobs import services
@@ -41,7 +39,7 @@ def measured_store_master(transactional_db):
 def test_schemathesis_with_every_check_passes(start_web, measured_store_master, tokens, seed):
     headers = []
     if tokens == "on":
-        key = Token.objects.create(user=User.objects.create_user("schemathesis")).key
+        _client, key = services.create_client(name="schemathesis")
         headers = ["--header", f"Authorization: Token {key}"]
     web = start_web(RETAILPULSE_API_TOKENS="1" if tokens == "on" else "0")
 

@@ -3,11 +3,12 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from jobs import services
-from jobs.models import Chunk, ImageResult, Job
+from jobs.models import Chunk, ClientKey, ImageResult, Job
 from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import create_job
 from stores.models import Store
@@ -26,7 +27,7 @@ def fail_all(job: Job, error: str = "HTTP 404") -> None:
 
 def test_only_staff_get_in(client):
     User.objects.create_user("agent", password="x-Strong-pass-1")
-    client.login(username="agent", password="x-Strong-pass-1")
+    client.force_login(User.objects.get(username="agent"))
     response = client.get(JOBS)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
@@ -167,6 +168,20 @@ def test_retry_failed_images_requeues_only_the_failed_ones(admin_client, setting
     assert job.errors == [{"store_id": "NOPE", "error": "store not in store master"}]
 
 
+def test_retry_and_cancel_are_in_the_admins_history_with_who_did_them(admin_client):
+    failed, ongoing = create_job(("S1", 2)), create_job(("S2", 2))
+    fail_all(failed)
+
+    run_action(admin_client, "retry_failed_images", failed)
+    run_action(admin_client, "cancel_jobs", ongoing)
+
+    history = [(e.user.username, e.object_id, e.change_message) for e in LogEntry.objects.order_by("id")]
+    assert history == [
+        ("admin", str(failed.pk), "Retried 2 failed images."),
+        ("admin", str(ongoing.pk), "Cancelled: 2 pending images skipped."),
+    ]
+
+
 def test_retry_picks_up_a_store_added_to_the_master_since(admin_client):
     job = create_job(("LATER", 2))
     Store.objects.create(store_id="LATER", name="Added later", area_code="1")
@@ -211,7 +226,7 @@ def viewer_client(client):
     """A staff user who may view jobs but not change them."""
     viewer = User.objects.create_user("viewer", password="x-Strong-pass-1", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
-    client.login(username="viewer", password="x-Strong-pass-1")
+    client.force_login(User.objects.get(username="viewer"))
     return client
 
 
@@ -258,3 +273,37 @@ def test_job_page_shows_the_callback_and_the_idempotency_key(admin_client, setti
     )
     html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert "pending (1 attempt so far) — last error: HTTP 500" in html
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+KEYS = reverse("admin:jobs_clientkey_changelist")
+
+
+def test_adding_a_key_shows_it_once_and_keeps_its_hash(admin_client):
+    client = User.objects.create_user("chain-h")
+
+    response = admin_client.post(
+        reverse("admin:jobs_clientkey_add"), {"client": client.pk, "name": "from the admin"}, follow=True
+    )
+
+    [message] = [str(m) for m in response.context["messages"] if " is: " in str(m)]
+    key = message.split(" is: ")[1].split(". ")[0]
+    assert services.check_key(presented=key)[0] is services.KeyCheck.VALID
+    stored = ClientKey.objects.get(client=client)
+    assert key.partition(".")[2] not in stored.hashed_key
+    assert LogEntry.objects.filter(action_flag=ADDITION, object_id=stored.pk, user__username="admin").exists()
+    assert key not in admin_client.get(KEYS).content.decode()
+
+
+def test_revoking_keys_from_the_admin_ends_them_and_is_in_the_history(admin_client):
+    client, first = services.create_client(name="chain-i")
+    second = services.issue_key(client=client, name="second")
+    revoked = ClientKey.objects.get(prefix=first.partition(".")[0])
+
+    admin_client.post(KEYS, {"action": "revoke_keys", "_selected_action": [revoked.pk]}, follow=True)
+
+    assert services.check_key(presented=first)[0] is services.KeyCheck.REVOKED
+    assert services.check_key(presented=second)[0] is services.KeyCheck.VALID
+    [entry] = LogEntry.objects.filter(object_id=revoked.pk)
+    assert (entry.user.username, entry.change_message) == ("admin", f"Revoked key {revoked.prefix} of chain-i.")

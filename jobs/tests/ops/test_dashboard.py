@@ -92,7 +92,7 @@ def test_only_staff_see_the_dashboard_and_its_data(client):
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
     User.objects.create_user("agent", password="x-Strong-pass-1")
-    client.login(username="agent", password="x-Strong-pass-1")
+    client.force_login(User.objects.get(username="agent"))
     for url in (DASHBOARD, DATA):
         response = client.get(url)
         assert response.status_code == 302
