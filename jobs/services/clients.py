@@ -23,6 +23,7 @@ class KeyCheck(StrEnum):
     INVALID = "invalid API key"
     REVOKED = "API key revoked"
     EXPIRED = "API key expired"
+    INACTIVE = "API key of a deactivated client"
 
 
 class ClientExists(Exception):
@@ -63,6 +64,8 @@ def check_key(*, presented: str) -> tuple[KeyCheck, ClientKey | None]:
         return KeyCheck.REVOKED, key
     if key.has_expired:
         return KeyCheck.EXPIRED, key
+    if not key.client.is_active:
+        return KeyCheck.INACTIVE, key
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at >= LAST_USE_EVERY:
         ClientKey.objects.filter(pk=key.pk).update(last_used_at=now)

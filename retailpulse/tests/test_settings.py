@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,21 @@ def test_an_image_format_that_is_not_measured_is_refused():
     assert result.returncode != 0
     assert "RETAILPULSE_IMAGE_FORMATS names ICO" in result.stderr
     assert "Choose among JPEG, MPO, PNG, GIF, WEBP, BMP, TIFF, HEIF, AVIF." in result.stderr
+
+
+def test_a_worker_and_a_web_server_refuse_to_start_on_a_setting_they_do_not_understand():
+    worker = run_manage("qcluster", DJANGO_DEBUG="1", RETAILPULSE_API_TOKENS="ture")
+    assert worker.returncode != 0
+    assert "RETAILPULSE_API_TOKENS='ture'" in worker.stderr
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    web = subprocess.run(
+        [gunicorn, "retailpulse.wsgi", "--bind", "127.0.0.1:0"],
+        cwd=BASE_DIR,
+        env={**clean, "DJANGO_DEBUG": "1", "RETAILPULSE_WORKERS": "two"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert web.returncode != 0
+    assert "RETAILPULSE_WORKERS='two': expected a whole number of at least 1" in web.stderr

@@ -1,10 +1,12 @@
 """The operators' admin through Django's test client; the browser run is in test_admin_browser.py."""
 
+import io
 from datetime import UTC, datetime
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.urls import reverse
 
 from jobs import services
@@ -307,3 +309,22 @@ def test_revoking_keys_from_the_admin_ends_them_and_is_in_the_history(admin_clie
     assert services.check_key(presented=second)[0] is services.KeyCheck.VALID
     [entry] = LogEntry.objects.filter(object_id=revoked.pk)
     assert (entry.user.username, entry.change_message) == ("admin", f"Revoked key {revoked.prefix} of chain-i.")
+
+
+# --- Logins --------------------------------------------------------------------------------------
+
+
+def test_admin_logins_lock_after_five_failures_until_another_operator_unlocks(client):
+    User.objects.create_superuser("ops", password="x-Strong-pass-1")
+    login = reverse("admin:login")
+
+    failures = [client.post(login, {"username": "ops", "password": "wrong"}).status_code for _ in range(5)]
+    locked = client.post(login, {"username": "ops", "password": "x-Strong-pass-1"})
+
+    assert failures == [200, 200, 200, 200, 429]
+    assert locked.status_code == 429  # even with the right password
+    page = locked.content.decode()
+    assert "5 failed logins for <strong>ops</strong>" in page
+    assert "manage.py axes_reset_username ops" in page
+    call_command("axes_reset_username", "ops", stdout=io.StringIO())
+    assert client.post(login, {"username": "ops", "password": "x-Strong-pass-1"}).status_code == 302

@@ -71,6 +71,15 @@ def test_an_expired_key_gets_a_401_saying_so(tokens_on):
     assert (refused.status_code, refused.json()) == (401, {"error": "API key expired"})
 
 
+def test_a_deactivated_clients_keys_get_a_401(tokens_on):
+    client, key = services.create_client(name="chain-j")
+    client.is_active = False
+    client.save()
+
+    refused = status_with(key)
+    assert (refused.status_code, refused.json()) == (401, {"error": "API key of a deactivated client"})
+
+
 @pytest.mark.parametrize("wrong", ["{prefix}.{secret}x", "{prefix}.guess", "nothing-like-a-key", "{secret}"])
 def test_a_wrong_key_says_only_invalid_whatever_it_shares_with_a_real_one(tokens_on, wrong):
     _client, key = services.create_client(name="chain-f")
