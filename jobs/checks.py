@@ -4,11 +4,13 @@ starts the service; qcluster skips them there)."""
 from django.conf import settings
 from django.core.checks import Error, register
 
-from jobs.worker.imaging import MEASURED_FORMATS
-
 
 @register
 def check_image_formats(app_configs, **kwargs) -> list[Error]:
+    # Imported when the check runs: the fetching code brings aiohttp (about 20 MiB of RSS), which
+    # web and qcluster processes, which load this module but run no checks, need not hold.
+    from jobs.worker.imaging import MEASURED_FORMATS
+
     formats = settings.RETAILPULSE["IMAGE_FORMATS"]
     unknown = [name for name in formats if name not in MEASURED_FORMATS]
     if not formats or unknown:

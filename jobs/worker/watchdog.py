@@ -20,7 +20,6 @@ from django.dispatch import receiver
 from django_q.signals import post_spawn
 
 from jobs import selectors, services
-from jobs.worker import runner
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,10 @@ STUCK_CYCLES = 3
 
 
 def _watch() -> None:
+    # Imported here, in the worker processes: the fetching code brings aiohttp (about 20 MiB of RSS),
+    # which qcluster's other processes, forked from the one that loaded this module, need not hold.
+    from jobs.worker import runner
+
     idle_while_waiting = 0  # checks in a row that found chunks waiting and this process idle
     while True:
         time.sleep(settings.RETAILPULSE["WATCH_EVERY"])
