@@ -423,9 +423,10 @@ def main() -> None:
     extra_env = dict(item.split("=", 1) for item in args.env)
 
     with image_host("rp-bench-") as workdir:
-        for db, delay in itertools.product(args.db, args.delays):
+        # A service of its own for each host latency: each row's peak memory is that row's.
+        for db, delay, latency in itertools.product(args.db, args.delays, args.latencies):
             with Service(db, delay, workdir, extra_env) as service:
-                for latency, size in itertools.product(args.latencies, args.sizes):
+                for size in args.sizes:
                     url_for = ImageHost.far_url(latency)
                     near = latency == "0"
                     bare = floor.fastest(
@@ -436,7 +437,7 @@ def main() -> None:
                         candidates=floor.NEAR_CANDIDATES if near else floor.FAR_CANDIDATES,
                         give_up_after=None if near else floor.FAR_GIVE_UP_AFTER,
                     )
-                    service.peak_memory = {"rss": 0, "pss": 0}
+                    service.peak_memory = {"rss": 0, "pss": 0}  # the row of 100,000 follows that of 10,000
                     runs = args.runs if size <= 10_000 else 1
                     tag = f"{delay}-{latency}-{size}"
                     results = [run_once(service, size, f"{tag}-{n}", url_for) for n in range(runs)]
