@@ -232,7 +232,7 @@ RETAILPULSE: dict[str, Any] = {
     # The most connections one worker process opens to one image host (docs/configuration.md).
     "HOST_CONNECTIONS": env_int("RETAILPULSE_HOST_CONNECTIONS", 768, minimum=1),
     # Memory one worker process's downloads in flight may hold, in MiB: it bounds their number.
-    "FETCH_MEMORY_MB": env_int("RETAILPULSE_FETCH_MEMORY_MB", 48, minimum=1),
+    "FETCH_MEMORY_MB": env_int("RETAILPULSE_FETCH_MEMORY_MB", 40, minimum=1),
     # A claim stops fetching after this long and hands the rest of its chunk back.
     "CHUNK_DEADLINE": env_float("RETAILPULSE_CHUNK_DEADLINE", 120.0),
     # A worker holds its chunk for this long unless it renews (every LEASE_RENEW seconds); a chunk
