@@ -17,7 +17,7 @@ LATENCY_WINDOW = 2.0  # seconds: a host's latency is its shortest answer over ab
 BACKOFF_FIRST, BACKOFF_MOST = 0.25, 30.0  # seconds: a host's backoff without Retry-After doubles
 
 
-@dataclass(eq=False)  # a key of HostQueues: each host is itself
+@dataclass(eq=False, slots=True)  # a key of HostQueues: each host is itself
 class Host:
     name: str
     connection_cap: int
@@ -71,7 +71,7 @@ class Host:
         return max(self.latency or 0.0, waited)
 
 
-@dataclass
+@dataclass(slots=True)
 class Waiting:
     """An image waiting for a fetch: `deadline` (loop time) is set by its first attempt."""
 
@@ -112,6 +112,14 @@ class HostQueues:
 
     def take(self, now: float) -> Waiting | None:
         """The next image of the next host that can start one, or None."""
+        if len(self._queues) == 1:  # the usual chunk: no turn to take
+            [(host, queue)] = self._queues.items()
+            if not host.can_start(now):
+                return None
+            image = queue.popleft()
+            if not queue:
+                del self._queues[host]
+            return image
         for host in list(self._queues):
             queue = self._queues.pop(host)  # to the back of the turn, whether it gives one or not
             if host.can_start(now):

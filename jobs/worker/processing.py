@@ -151,47 +151,63 @@ async def _measure_all(
         if to_fetch == 0:
             all_fetched.set()
 
-    async def fetch(image: Waiting, host: Host) -> None:
-        now = loop.time()
+    def refusal(image: Waiting, now: float) -> str | None:
+        """Why the image is not sent now: its retries waited out its deadline, or its host is down."""
+        host = image.host
         if image.deadline is None:
             image.deadline = now + limits.total_timeout
-        elif now >= image.deadline:  # its retries waited out the deadline
-            error = f"timed out after {limits.total_timeout:g} s (host {host.name})"
-            return fetch_ended(Outcome(image.image_id, error=error))
+        elif now >= image.deadline:
+            return f"timed out after {limits.total_timeout:g} s (host {host.name})"
         if host.is_down(now=now, timeout=limits.total_timeout):
-            return fetch_ended(Outcome(image.image_id, error=down_error(host)))
-        host.sent(now)
-        try:
-            width, height = await fetcher.size(image.url, deadline=image.deadline)
-        except imaging.TransientError as exc:
-            host.failed(now=loop.time(), error=str(exc), distress=True, retry_after=exc.retry_after)
+            return down_error(host)
+        return None
+
+    def settle(image: Waiting, sent_at: float, size: tuple[int, int] | None, failure: Exception | None) -> None:
+        """What the end of one attempt means for the image (an outcome, or another attempt) and its host."""
+        host, now = image.host, loop.time()
+        if failure is None and size is not None:
+            host.answered(now=now, seconds=now - sent_at)
+            fetch_ended(Outcome(image.image_id, *size))
+        elif isinstance(failure, imaging.TransientError):
+            host.failed(now=now, error=str(failure), distress=True, retry_after=failure.retry_after)
             image.attempts += 1
             if image.attempts <= RETRIES:
                 queues.add(image, first=True)
-                return None
-            error = f"{exc} (after {image.attempts} attempts, host {host.name})"
-            return fetch_ended(Outcome(image.image_id, error=error))
-        except imaging.HostUnreachable as exc:
-            host.failed(now=loop.time(), error=str(exc), distress=False)
-            return fetch_ended(Outcome(image.image_id, error=f"{exc} (host {host.name})"))
-        except imaging.ImageError as exc:
-            host.answered(now=loop.time(), seconds=loop.time() - now)
-            return fetch_ended(Outcome(image.image_id, error=str(exc)))
-        except Exception as exc:  # a bug must fail one image, not leave it pending forever
-            log.exception("unexpected error measuring %s", image.url)
-            return fetch_ended(Outcome(image.image_id, error=f"internal error: {exc!r}"))
-        finally:
-            host.in_flight -= 1
-        host.answered(now=loop.time(), seconds=loop.time() - now)
-        return fetch_ended(Outcome(image.image_id, width, height))
+            else:
+                error = f"{failure} (after {image.attempts} attempts, host {host.name})"
+                fetch_ended(Outcome(image.image_id, error=error))
+        elif isinstance(failure, imaging.HostUnreachable):
+            host.failed(now=now, error=str(failure), distress=False)
+            fetch_ended(Outcome(image.image_id, error=f"{failure} (host {host.name})"))
+        elif isinstance(failure, imaging.ImageError):
+            host.answered(now=now, seconds=now - sent_at)
+            fetch_ended(Outcome(image.image_id, error=str(failure)))
+        else:  # a bug must fail one image, not leave it pending forever
+            log.error("unexpected error measuring %s", image.url, exc_info=failure)
+            fetch_ended(Outcome(image.image_id, error=f"internal error: {failure!r}"))
 
     async def fetch_in_turn() -> None:
+        # The download is awaited here, not in a coroutine of its own: each level of coroutines
+        # costs CPU on every piece of an image that arrives.
         try:
             while len(fetchers) <= limit.value:
                 image = queues.take(loop.time())
                 if image is None:
                     return
-                await fetch(image, image.host)
+                sent_at = loop.time()
+                refused = refusal(image, sent_at)
+                if refused is not None:
+                    fetch_ended(Outcome(image.image_id, error=refused))
+                    continue
+                image.host.sent(sent_at)
+                try:
+                    size = await fetcher.size(image.url, deadline=image.deadline)
+                except Exception as exc:  # a cancel (BaseException) leaves the image pending
+                    settle(image, sent_at, None, exc)
+                else:
+                    settle(image, sent_at, size, None)
+                finally:
+                    image.host.in_flight -= 1
         finally:
             fetchers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
