@@ -6,8 +6,8 @@ that keep it busy are about a download's time over its CPU per image: a handful 
 same machine, a thousand for one 300 ms away. Both are measured as the chunk runs (each host's
 shortest recent answer, weighted by its share of the images left; the thread's CPU time per
 image), so the limit follows the hosts of the chunk at hand in one round trip, where a search for
-the knee would need many. A waiting download costs no CPU and a few kilobytes, so the ceiling is
-a memory budget, not a count; each host's own cap (jobs.worker.hosts) keeps one slow host from
+the knee would need many. A waiting download costs no CPU and tens of kilobytes, so the ceiling
+is a memory budget, not a count; each host's own cap (jobs.worker.hosts) keeps one slow host from
 taking every place.
 """
 

@@ -40,12 +40,12 @@ class _FetchLoop:
 
     def __init__(self, limits: imaging.FetchLimits):
         imaging.keep_read_buffers()
-        _allow_open_files(limits.memory_budget)
+        self.limit = InFlightLimit(memory_budget=limits.memory_budget)
+        _allow_open_files(self.limit.ceiling)
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="image-fetcher", daemon=True).start()
         self.session = self.run(self._open_session(limits)).result()
         self.hosts = HostTable(connection_cap=limits.host_connections)
-        self.limit = InFlightLimit(memory_budget=limits.memory_budget)
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -60,11 +60,14 @@ class _FetchLoop:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
 
-def _allow_open_files(memory_budget: int) -> None:
-    """Raise the soft limit of open files as far as the in-flight ceiling may need (one socket
+OTHER_FILES = 256  # the database, the broker, logs and libraries: what a worker opens besides downloads
+
+
+def _allow_open_files(downloads: int) -> None:
+    """Raise the soft limit of open files as far as `downloads` in flight may need (one socket
     each), within the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = InFlightLimit(memory_budget=memory_budget).ceiling + 256
+    wanted = downloads + OTHER_FILES
     if hard != resource.RLIM_INFINITY:
         wanted = min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
