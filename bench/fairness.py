@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench_service
 from service import PY, ROOT, Service, image_host
 
-# Ports and a database of its own, so that it runs beside `make bench`.
-bench_service.WEB_PORT, bench_service.NGINX_PORT = 8421, 8422
+# A database of its own (ports are free ones, as in every benchmark), so that it runs beside `make bench`.
 bench_service.PG_DATABASE = "retailpulse_fairness"
 
 DELAY = "0.1-0.4"

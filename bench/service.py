@@ -18,6 +18,7 @@ import platform
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,18 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 CORES = os.cpu_count() or 2
-WEB_PORT, NGINX_PORT, SLOW_PORT = 8411, 8412, 8413
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now: two benchmarks on one machine must not answer each other's requests."""
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+WEB_PORT, NGINX_PORT, SLOW_PORT = free_ports(3)
 # qcluster as bin/run starts it: the checks ran with migrate.
 QCLUSTER = [PY, "manage.py", "qcluster", "--skip-checks"]
 PG_DATABASE = "retailpulse_bench"  # dropped and made again by each run on PostgreSQL
