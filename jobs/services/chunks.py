@@ -92,8 +92,9 @@ def _make_way() -> None:
 
     Without it a new job waits for a running chunk to end: up to a chunk's whole run when a big
     job's chunks started together. The holder sees the flag at its next batch (at most FLUSH_EVERY
-    later), cancels its fetches in flight (they stay pending), lets the images it downloaded finish
-    their simulated GPU work (at most the delay's upper bound), releases the chunk and claims again:
+    later), starts no more fetches, gives those in flight a second to end (the rest are cancelled
+    and stay pending), lets the images it downloaded finish their simulated GPU work (at most the
+    delay's upper bound), releases the chunk and claims again:
     the new job's chunk comes first, its job having none running. Only while no other chunk is
     making way, so a burst of submits stops one worker, not all of them. The widest chunk is picked,
     and only one wider than a worker's fewest images in flight: a narrower one has all its images

@@ -11,8 +11,6 @@ timeout is down: the chunk's images still waiting for it fail at once.
 import collections
 from dataclasses import dataclass, field
 
-from yarl import URL
-
 LATENCY_WINDOW = 2.0  # seconds: a host's latency is its shortest answer over about this long
 BACKOFF_FIRST, BACKOFF_MOST = 0.25, 30.0  # seconds: a host's backoff without Retry-After doubles
 
@@ -73,10 +71,14 @@ class Host:
 
 @dataclass(slots=True)
 class Waiting:
-    """An image waiting for a fetch: `deadline` (loop time) is set by its first attempt."""
+    """An image waiting for a fetch: `deadline` (loop time) is set by its first attempt.
+
+    Its URL is parsed (and checked) when it is sent: a chunk holds thousands of images waiting, and
+    a parsed URL costs ten times the text's memory.
+    """
 
     image_id: int
-    url: URL
+    url: str
     host: Host
     attempts: int = 0
     deadline: float | None = None
@@ -84,13 +86,17 @@ class Waiting:
 
 @dataclass
 class HostTable:
-    """This process's hosts, by host and port."""
+    """This process's hosts, by host and port as the URLs write them."""
 
     connection_cap: int
     hosts: dict[str, Host] = field(default_factory=dict)
 
-    def host_of(self, url: URL) -> Host:
-        name = url.host_port_subcomponent or ""
+    def host_of(self, url: str) -> Host:
+        """The host of a URL, told without parsing it (a URL that does not parse fails when sent)."""
+        authority = url.partition("//")[2]
+        for end in "/?#":
+            authority = authority.partition(end)[0]
+        name = authority.rpartition("@")[2].lower()  # never a password in an error message
         host = self.hosts.get(name)
         if host is None:
             host = self.hosts[name] = Host(name, self.connection_cap)

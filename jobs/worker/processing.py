@@ -32,6 +32,9 @@ FLUSH_SIZE = 1000  # images: the most written in one transaction
 STEER_EVERY = 0.05  # seconds between two looks at the in-flight limit and the hosts
 STOP_GRACE = 5.0  # seconds the fetcher gets past its deadline to wind down
 RETRIES = 2  # after the first attempt, for transient failures only (a host in distress)
+# Seconds a stopped chunk gives the downloads it sent to end: those of a host up to a second away
+# finish, rather than be fetched again by the chunk's next holder; the rest are cancelled.
+STOP_GRACE_FOR_SENT = 1.0
 
 
 class _FetchLoop:
@@ -107,9 +110,9 @@ async def _measure_all(
     Two stages: fetchers take the next image of the next host that can start one (download, read
     the size), as many as the in-flight limit allows; a measured image then waits out its simulated
     GPU work as a timer, holding no place. Every STEER_EVERY the limit is worked out again and
-    fetchers started to meet it (jobs.worker.concurrency). `stop_fetching` cancels the fetches in
-    flight (those images stay pending); what is downloaded still finishes its GPU work. `fetched`
-    is set when only the GPU stage is left.
+    fetchers started to meet it (jobs.worker.concurrency). After `stop_fetching` no fetch starts;
+    those in flight get STOP_GRACE_FOR_SENT to end, then are cancelled (those images stay pending);
+    what is downloaded still finishes its GPU work. `fetched` is set when only the GPU stage is left.
     """
     loop = asyncio.get_running_loop()
     fetcher = imaging.ImageFetcher(fetch_loop.session, limits)
@@ -123,6 +126,7 @@ async def _measure_all(
     all_fetched = asyncio.Event()
     to_fetch = 0  # images queued whose fetch has not ended
     fetches_ended = 0
+    stopping = False  # no fetch starts
 
     def hand_over() -> None:
         nonlocal batch
@@ -193,7 +197,7 @@ async def _measure_all(
         # The download is awaited here, not in a coroutine of its own: each level of coroutines
         # costs CPU on every piece of an image that arrives.
         try:
-            while len(fetchers) <= limit.value:
+            while len(fetchers) <= limit.value and not stopping:
                 image = queues.take(loop.time())
                 if image is None:
                     return
@@ -202,9 +206,14 @@ async def _measure_all(
                 if refused is not None:
                     fetch_ended(Outcome(image.image_id, error=refused))
                     continue
+                try:
+                    url = imaging.check_url(image.url, limits)
+                except imaging.ImageError as exc:
+                    fetch_ended(Outcome(image.image_id, error=str(exc)))
+                    continue
                 image.host.sent(sent_at)
                 try:
-                    size = await fetcher.size(image.url, deadline=image.deadline)
+                    size = await fetcher.size(url, deadline=image.deadline)
                 except Exception as exc:  # a cancel (BaseException) leaves the image pending
                     settle(image, sent_at, None, exc)
                 else:
@@ -215,6 +224,8 @@ async def _measure_all(
             fetchers.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def start_fetchers(now: float) -> None:
+        if stopping:
+            return
         waiting = queues.waiting()
         startable = sum(
             min(count, int(host.allowed) - host.in_flight) for host, count in waiting.items() if host.can_start(now)
@@ -254,12 +265,7 @@ async def _measure_all(
     for host in hosts.hosts.values():
         host.failing = False  # a host down for a chunk before is tried again
     for image_id, url in images:
-        try:
-            parsed = imaging.check_url(url, limits)
-        except imaging.ImageError as exc:
-            finish(Outcome(image_id, error=str(exc)))
-            continue
-        queues.add(Waiting(image_id, parsed, hosts.host_of(parsed)))
+        queues.add(Waiting(image_id, url, hosts.host_of(url)))
         to_fetch += 1
     if not to_fetch:
         all_fetched.set()
@@ -271,6 +277,9 @@ async def _measure_all(
     try:
         async with asyncio.timeout_at(deadline):  # loop.time() is time.monotonic()
             await asyncio.wait([fetching, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if fetchers and not fetching.done():
+                stopping = True
+                await asyncio.wait(list(fetchers), timeout=STOP_GRACE_FOR_SENT)
             steering.cancel()
             for task in list(fetchers):  # none left unless stopped first
                 task.cancel()
@@ -304,11 +313,11 @@ def measure_images(
     """Yield outcomes in batches as images finish (an empty one at least every FLUSH_EVERY), until
     all are done or `deadline` (monotonic).
 
-    Setting `stop` (between two batches) cancels the fetches in flight, which stay pending, rather
-    than waiting for them (a hanging host holds one up to its fetch timeout). The images already
-    downloaded finish their simulated GPU work, as real GPU work would, and come out in the last
-    batches: thrown away, they would be fetched again. Closing the generator instead drops
-    everything unfinished at once.
+    Setting `stop` (between two batches) starts no more fetches; those in flight get
+    STOP_GRACE_FOR_SENT to end, then are cancelled and stay pending, rather than waited for (a
+    hanging host holds one up to its fetch timeout). The images downloaded finish their simulated
+    GPU work, as real GPU work would, and come out in the last batches: thrown away, they would be
+    fetched again. Closing the generator instead drops everything unfinished at once.
 
     `fetched` is set, and a batch handed over, once no image is left to fetch and some are in their
     simulated GPU work: the rest can be taken by another thread while this one starts the next

@@ -102,7 +102,7 @@ def _write_outcomes(
             if fetched is not None and fetched.is_set():
                 return None  # the batches go on, in the caller's hands
             if stop is not None and selectors.chunk_must_make_way(chunk_id=chunk.pk):
-                stop.set()  # fetches stop; what is downloaded finishes, the rest stays pending
+                stop.set()  # no fetch starts; what was sent or downloaded finishes, the rest stays pending
     except Exception as exc:
         # Not swallowed: logged with its traceback, and counted on the chunk, which backs off.
         batches.close()

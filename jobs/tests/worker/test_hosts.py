@@ -1,7 +1,5 @@
 """jobs.worker.hosts: a host's backoff, connections and latency, and the turn between hosts' queues."""
 
-from yarl import URL
-
 from jobs.worker import hosts
 
 
@@ -43,18 +41,25 @@ def test_a_host_failing_every_request_for_a_timeout_is_down():
 
 def test_queues_take_from_each_host_in_turn_skipping_those_that_cannot_start():
     table = hosts.HostTable(connection_cap=2)
-    a, b = table.host_of(URL("http://a.example/1")), table.host_of(URL("http://b.example:8080/1"))
-    assert table.host_of(URL("http://a.example/2")) is a
+    a, b = table.host_of("http://a.example/1"), table.host_of("http://b.example:8080/1")
+    assert table.host_of("http://a.example/2") is a
     queues = hosts.HostQueues()
     for n in range(3):
-        queues.add(hosts.Waiting(n, URL(f"http://a.example/{n}"), a))
-        queues.add(hosts.Waiting(10 + n, URL(f"http://b.example:8080/{n}"), b))
+        queues.add(hosts.Waiting(n, f"http://a.example/{n}", a))
+        queues.add(hosts.Waiting(10 + n, f"http://b.example:8080/{n}", b))
     b.backoff_until = 5.0
 
     assert [queues.take(1.0).image_id for _ in range(3)] == [0, 1, 2]  # b is backing off
     assert queues.take(1.0) is None
     assert queues.take(5.0).image_id == 10
-    retried = hosts.Waiting(99, URL("http://b.example:8080/99"), b)
+    retried = hosts.Waiting(99, "http://b.example:8080/99", b)
     queues.add(retried, first=True)
     assert queues.take(5.0) is retried
     assert queues.waiting() == {b: 2}
+
+
+def test_a_urls_host_is_told_without_parsing_it_and_without_its_password():
+    table = hosts.HostTable(connection_cap=2)
+    assert table.host_of("http://user:secret@Img.Example.com:8080/a.jpg").name == "img.example.com:8080"
+    assert table.host_of("https://img.example.com?x=1") is table.host_of("https://IMG.example.com/b#c")
+    assert table.host_of("not a URL").name == ""

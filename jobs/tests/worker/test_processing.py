@@ -57,6 +57,16 @@ def test_every_image_comes_back_exactly_once_across_batches(image_server, monkey
     assert by_id[1001].error.startswith("not an image")
 
 
+def test_a_url_that_is_refused_or_does_not_parse_fails_alone(image_server):
+    images = [(1, "ftp://img.example.com/a.jpg"), (2, "http://[::1/a.jpg"), (3, image_server.url("/img/4x3.png"))]
+
+    by_id = {o.image_id: o for batch in measure(images) for o in batch}
+
+    assert by_id[1].error == "refused: not an http(s) URL (ftp://img.example.com/a.jpg)"
+    assert by_id[2].error.startswith("invalid URL (http://[::1/a.jpg")
+    assert by_id[3] == Outcome(3, 4, 3)
+
+
 def test_the_host_cap_bounds_concurrent_fetches(image_server):
     # Each request is held until a fourth is in at the same time (never, if at most 3 are) or for 1 s.
     key = uuid.uuid4().hex
@@ -93,8 +103,30 @@ def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_ser
     assert [o for batch in batches for o in batch] == [Outcome(1, 64, 48)]
 
 
-def test_stop_cancels_the_images_in_flight_and_reports_those_measured(image_server, monkeypatch):
+def test_stop_lets_the_downloads_sent_end_and_starts_no_more(image_server, monkeypatch):
     monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    key = uuid.uuid4().hex
+    images = [(1, image_server.url("/img/2x2.png"))]
+    images += [(n, image_server.url(f"/held/{key}?wait=0.3&n={n}")) for n in range(2, 7)]
+    stop = threading.Event()
+
+    outcomes = []
+    for batch in measure_images_lazily(images, host_connections=3, stop=stop):
+        outcomes += batch
+        if outcomes:
+            stop.set()
+
+    sent = {n for n in range(2, 7) if any(f"n={n}" in path for path in image_server.requests)}
+    # Cancelled at the stop, the images sent would be fetched again by the chunk's next holder.
+    assert sorted(o.image_id for o in outcomes) == [1, *sorted(sent)]
+    assert all(o == Outcome(o.image_id, 64, 48) for o in outcomes if o.image_id != 1)
+    assert len(sent) >= 2  # 2 and 3 went out with 1
+    assert 6 not in sent  # nothing starts after the stop: three at a time, each held 0.3 s
+
+
+def test_stop_cancels_the_images_still_in_flight_after_a_grace_and_reports_those_measured(image_server, monkeypatch):
+    monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    monkeypatch.setattr(processing, "STOP_GRACE_FOR_SENT", 0.2)
     key = uuid.uuid4().hex
     images = [(1, image_server.url("/img/2x2.png"))]
     images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in range(2, 6)]
