@@ -110,6 +110,7 @@ class ImageServer(LocalServer):
 
     def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[str] = []
+        self.request_times: list[float] = []  # time.monotonic() of each of `requests`
         self._switched_on: set[str] = set()
         self._held_now: dict[str, int] = {}
         self._held_most: dict[str, int] = {}
@@ -151,6 +152,7 @@ class ImageServer(LocalServer):
 
     def handle(self, handler) -> None:
         self.requests.append(handler.path)
+        self.request_times.append(time.monotonic())
         parts = urlsplit(handler.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         segments = parts.path.strip("/").split("/")

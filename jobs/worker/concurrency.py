@@ -9,6 +9,11 @@ image), so the limit follows the hosts of the chunk at hand in one round trip, w
 the knee would need many. A waiting download costs no CPU and tens of kilobytes, so the ceiling
 is a memory budget, not a count; each host's own cap (jobs.worker.hosts) keeps one slow host from
 taking every place.
+
+The thread may get less than a core (a busy machine), and then every answer waits in its queue:
+the hosts look farther than they are and the estimate climbs, for no image more. So the thread's
+own lag (how late a timer of its fires) caps the limit as TCP's congestion window does: cut by a
+fifth at each look while the lag is long, grown back by an eighth while it is short.
 """
 
 from collections.abc import Mapping
@@ -22,6 +27,8 @@ CPU_SMOOTHING = 0.2  # weight of the newest measure of CPU per image
 # Until the first images end: about what one costs on a server core (docs/performance.md). With it,
 # a host not heard from yet raises the limit as the wait for it grows, as TCP's slow start does.
 FIRST_CPU_PER_IMAGE = 0.0005
+BUSY_LAG = 0.02  # seconds: a timer of the fetching thread firing this late means it has more than it can do
+LAG_SMOOTHING = 0.25  # weight of the newest lag
 
 
 class InFlightLimit:
@@ -29,6 +36,8 @@ class InFlightLimit:
         self.ceiling = max(MIN_IN_FLIGHT, memory_budget // BYTES_PER_DOWNLOAD)
         self.value = MIN_IN_FLIGHT
         self.cpu_per_image = FIRST_CPU_PER_IMAGE
+        self.lag = 0.0
+        self.busy_cap = self.ceiling  # what the thread's lag allows
 
     def measured(self, *, cpu_seconds: float, images: int) -> None:
         """The fetching thread spent `cpu_seconds` on `images` finished images."""
@@ -36,13 +45,18 @@ class InFlightLimit:
             return
         self.cpu_per_image += CPU_SMOOTHING * (cpu_seconds / images - self.cpu_per_image)
 
-    def update(self, *, images_left: Mapping[Host, int], now: float) -> int:
-        """The limit for images left per host (waiting or in flight); hosts not yet heard from
-        count once they keep the worker waiting."""
+    def update(self, *, images_left: Mapping[Host, int], now: float, lag: float = 0.0) -> int:
+        """The limit for images left per host (waiting or in flight), the thread's timers firing
+        `lag` seconds late; hosts not yet heard from count once they keep the worker waiting."""
+        self.lag += LAG_SMOOTHING * (lag - self.lag)
+        if self.lag > BUSY_LAG:
+            self.busy_cap = max(MIN_IN_FLIGHT, min(self.busy_cap, self.value) * 4 // 5)
+        else:
+            self.busy_cap = min(self.ceiling, self.busy_cap + max(1, self.busy_cap // 8))
         weighted = [(count, host.expected_latency(now)) for host, count in images_left.items() if count > 0]
         total = sum(count for count, latency in weighted if latency > 0)
         if total:
             latency = sum(count * latency for count, latency in weighted) / total
-            estimate = GAIN * latency / self.cpu_per_image
-            self.value = int(min(max(estimate, MIN_IN_FLIGHT), self.ceiling))
+            self.value = int(max(GAIN * latency / self.cpu_per_image, MIN_IN_FLIGHT))
+        self.value = min(self.value, self.ceiling, self.busy_cap)
         return self.value

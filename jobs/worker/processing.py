@@ -246,6 +246,7 @@ async def _measure_all(
         cpu_then, ended_then = time.thread_time(), fetches_ended  # this is the loop's thread
         flush_at = loop.time() + FLUSH_EVERY
         while True:
+            asleep_at = loop.time()
             await asyncio.sleep(STEER_EVERY)
             now, cpu_now = loop.time(), time.thread_time()
             if fetches_ended > ended_then:
@@ -256,7 +257,7 @@ async def _measure_all(
             for host in hosts.hosts.values():
                 if host.in_flight:
                     images_left[host] = images_left.get(host, 0) + host.in_flight
-            limit.update(images_left=images_left, now=now)
+            limit.update(images_left=images_left, now=now, lag=now - asleep_at - STEER_EVERY)
             start_fetchers(now)
             if now >= flush_at:
                 hand_over()
