@@ -206,6 +206,13 @@ def fresh_database(db: str, workdir: Path) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
 
 
+def connections_to_image_hosts() -> int:
+    """TCP connections open to nginx's ports now (ss filters in the kernel: cheap with thousands)."""
+    ports = f"( dport = :{NGINX_PORT} or dport = :{SLOW_PORT} )"
+    listing = subprocess.run(["ss", "-Htn", "state", "established", ports], capture_output=True, text=True)
+    return listing.stdout.count("\n")
+
+
 def process_tree(pid: int) -> list[psutil.Process]:
     """A process and all its descendants (gunicorn's and qcluster's workers)."""
     root = psutil.Process(pid)
@@ -251,6 +258,7 @@ class Service:
             **extra_env,
         }
         self.peak_memory = {"rss": 0, "pss": 0}  # of all the service's processes together
+        self.most_connections = 0  # open to the image hosts, by all the workers together
         self._sampling = False
         subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
         load = [PY, "manage.py", "load_stores", str(store_master(workdir))]
@@ -291,6 +299,7 @@ class Service:
                     continue
                 rss, pss = rss + memory.rss, pss + memory.pss
             self.peak_memory = {"rss": max(self.peak_memory["rss"], rss), "pss": max(self.peak_memory["pss"], pss)}
+            self.most_connections = max(self.most_connections, connections_to_image_hosts())
             time.sleep(0.5)
 
     def cpu_seconds(self) -> dict[tuple[int, str], float]:
@@ -450,6 +459,7 @@ def main() -> None:
                         give_up_after=None if near else floor.FAR_GIVE_UP_AFTER,
                     )
                     service.peak_memory = {"rss": 0, "pss": 0}  # the row of 100,000 follows that of 10,000
+                    service.most_connections = 0
                     runs = args.runs if size <= 10_000 else 1
                     tag = f"{delay}-{latency}-{size}"
                     results = [run_once(service, size, f"{tag}-{n}", url_for) for n in range(runs)]
@@ -462,7 +472,8 @@ def main() -> None:
                         f"| {median['cpu_per_image'] * 1e3:.2f} | {bare.cpu_per_image * 1e3:.2f} "
                         f"| {median['submit']:.2f} "
                         f"| {median['p50']:.1f} | {median['p99']:.1f} | {service.peak_memory['rss'] / 2**20:.0f} "
-                        f"| {service.peak_memory['pss'] / 2**20:.0f} | {small_jobs_cell(small)} |",
+                        f"| {service.peak_memory['pss'] / 2**20:.0f} | {service.most_connections:,} "
+                        f"| {small_jobs_cell(small)} |",
                         flush=True,
                     )
 
@@ -470,7 +481,7 @@ def main() -> None:
 HEADER = (
     "| db | delay s | host ms | images | runs | service img/s | floor img/s (design, in flight) | ratio "
     "| service CPU ms/image | floor CPU ms/image | submit s | status p50 ms | status p99 ms "
-    "| peak RSS MiB | peak PSS MiB | 5-image jobs s: median (max) of n |\n|" + " --- |" * 16
+    "| peak RSS MiB | peak PSS MiB | most connections | 5-image jobs s: median (max) of n |\n|" + " --- |" * 17
 )
 
 
