@@ -13,9 +13,12 @@ taking every place.
 The thread may get less than a core (a busy machine), and then every answer waits in its queue:
 the hosts look farther than they are and the estimate climbs, for no image more. So the thread's
 own lag (how late a timer of its fires) caps the limit as TCP's congestion window does: cut by a
-fifth at each look while the lag is long, grown back by an eighth while it is short.
+fifth at each look while even the shortest lag of the last half second is long (a burst of
+answers delays a few timers, a thread that has more than it can do delays them all), grown back
+by an eighth otherwise.
 """
 
+import collections
 from collections.abc import Mapping
 
 from jobs.worker.hosts import Host
@@ -27,8 +30,8 @@ CPU_SMOOTHING = 0.2  # weight of the newest measure of CPU per image
 # Until the first images end: about what one costs on a server core (docs/performance.md). With it,
 # a host not heard from yet raises the limit as the wait for it grows, as TCP's slow start does.
 FIRST_CPU_PER_IMAGE = 0.0005
-BUSY_LAG = 0.02  # seconds: a timer of the fetching thread firing this late means it has more than it can do
-LAG_SMOOTHING = 0.25  # weight of the newest lag
+BUSY_LAG = 0.02  # seconds: the fetching thread's timers all firing this late, it has more than it can do
+LAG_WINDOW = 10  # looks at the lag (half a second of steering)
 
 
 class InFlightLimit:
@@ -36,7 +39,7 @@ class InFlightLimit:
         self.ceiling = max(MIN_IN_FLIGHT, memory_budget // BYTES_PER_DOWNLOAD)
         self.value = MIN_IN_FLIGHT
         self.cpu_per_image = FIRST_CPU_PER_IMAGE
-        self.lag = 0.0
+        self.lags: collections.deque[float] = collections.deque(maxlen=LAG_WINDOW)
         self.busy_cap = self.ceiling  # what the thread's lag allows
 
     def measured(self, *, cpu_seconds: float, images: int) -> None:
@@ -48,8 +51,8 @@ class InFlightLimit:
     def update(self, *, images_left: Mapping[Host, int], now: float, lag: float = 0.0) -> int:
         """The limit for images left per host (waiting or in flight), the thread's timers firing
         `lag` seconds late; hosts not yet heard from count once they keep the worker waiting."""
-        self.lag += LAG_SMOOTHING * (lag - self.lag)
-        if self.lag > BUSY_LAG:
+        self.lags.append(lag)
+        if len(self.lags) == LAG_WINDOW and min(self.lags) > BUSY_LAG:
             self.busy_cap = max(MIN_IN_FLIGHT, min(self.busy_cap, self.value) * 4 // 5)
         else:
             self.busy_cap = min(self.ceiling, self.busy_cap + max(1, self.busy_cap // 8))
