@@ -48,7 +48,8 @@ bench: $(VENV)/.installed
 	$(PY) -u bench/service.py --db sqlite postgres | tee var-bench.md
 	$(PY) -u bench/service.py --db sqlite --delays 0 --latencies 20 100 300 mixed --runs 3 | tee var-far.md
 	$(PY) -u bench/recovery.py --db sqlite postgres | tee var-recovery.md
-	{ cat bench/performance.head.md var-bench.md; echo; cat var-far.md; echo; cat var-recovery.md; } > docs/performance.md
+	{ cat bench/performance.head.md var-bench.md; printf '\n### Image hosts far away\n\n'; cat var-far.md; echo; \
+	  cat var-recovery.md; } > docs/performance.md
 	rm var-bench.md var-far.md var-recovery.md
 
 # 50 clients submitting small jobs and polling for 30 s against web + worker; exits 1 on any error.
