@@ -105,9 +105,10 @@ def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_ser
 
 def test_stop_lets_the_downloads_sent_end_and_starts_no_more(image_server, monkeypatch):
     monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
+    monkeypatch.setattr(processing, "STOP_GRACE_FOR_SENT", 5.0)
     key = uuid.uuid4().hex
     images = [(1, image_server.url("/img/2x2.png"))]
-    images += [(n, image_server.url(f"/held/{key}?wait=0.3&n={n}")) for n in range(2, 7)]
+    images += [(n, image_server.url(f"/held/{key}?wait=1.5&n={n}")) for n in range(2, 7)]
     stop = threading.Event()
 
     outcomes = []
@@ -121,7 +122,7 @@ def test_stop_lets_the_downloads_sent_end_and_starts_no_more(image_server, monke
     assert sorted(o.image_id for o in outcomes) == [1, *sorted(sent)]
     assert all(o == Outcome(o.image_id, 64, 48) for o in outcomes if o.image_id != 1)
     assert len(sent) >= 2  # 2 and 3 went out with 1
-    assert 6 not in sent  # nothing starts after the stop: three at a time, each held 0.3 s
+    assert 6 not in sent  # nothing starts after the stop: three at a time, each held 1.5 s
 
 
 def test_stop_cancels_the_images_still_in_flight_after_a_grace_and_reports_those_measured(image_server, monkeypatch):
