@@ -1,10 +1,15 @@
 """The operators' admin: watch jobs, see why one failed, retry or cancel it; issue and revoke the
 clients' API keys. Every such action is in the admin's history, with who did it."""
 
+from typing import cast
+
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.contrib.admin.views.main import ChangeList
+from django.core.paginator import Paginator
+from django.db.models import Count, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
@@ -34,6 +39,26 @@ class ListLayout:
     """The stylesheet that keeps the lists' failure and duration columns in view (jobs/static/jobs/admin.css)."""
 
     css = {"all": ["jobs/admin.css"]}
+
+
+class CappedCountPaginator(Paginator):
+    """Counts a list's rows only up to COUNT_CAP: an exact count of ten million image results (or of
+    the half million failed ones) reads every one of them, on every page. The pages past the cap are
+    not linked; the list says "more than" it (templates/admin/jobs/pagination.html)."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def _rows_counted(self) -> int:
+        return cast(QuerySet, self.object_list)[: self.COUNT_CAP + 1].count()  # the admin's lists are querysets
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._rows_counted, self.COUNT_CAP)
+
+    @property
+    def count_is_capped(self) -> bool:
+        return self._rows_counted > self.COUNT_CAP
 
 
 def badge(status: str):
@@ -78,6 +103,12 @@ JOB_FIELDS = (
 )
 
 
+class JobChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        # The per-store errors are for a job's page, not the list: a failed job's can be a megabyte of JSON.
+        return super().get_queryset(request, exclude_parameters).defer("errors")
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     # Staff see every client's jobs: the API's scoping (selectors.jobs_visible_to) is for clients.
@@ -89,9 +120,13 @@ class JobAdmin(ReadOnlyAdmin):
     search_help_text = "A job id, or a store id to find the jobs that visited it."
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = CappedCountPaginator
     actions = ["retry_failed_images", "cancel_jobs"]
     fields = readonly_fields = JOB_FIELDS
     Media = ListLayout
+
+    def get_changelist(self, request, **kwargs):
+        return JobChangeList
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job):
@@ -229,6 +264,7 @@ class ImageResultAdmin(ReadOnlyAdmin):
     search_help_text = "A store id."
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = CappedCountPaginator
     fields = readonly_fields = IMAGE_FIELDS
     Media = ListLayout
 
