@@ -6,7 +6,8 @@ from typing import cast
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -69,9 +70,14 @@ def badge(status: str):
     )
 
 
-def images_link(job_id: int, label: str, **filters: str):
+def image_list_url() -> str:
+    return reverse("admin:jobs_imageresult_changelist")
+
+
+def images_link(list_url: str, job_id: int, label: str, **filters: str):
+    """A link to the image list (`list_url`, reversed once per page: a job's page has hundreds)."""
     query = "&".join([f"job__id__exact={job_id}", *(f"{k}={v}" for k, v in filters.items())])
-    return format_html('<a href="{}?{}">{}</a>', reverse("admin:jobs_imageresult_changelist"), query, label)
+    return format_html('<a href="{}?{}">{}</a>', list_url, query, label)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -151,11 +157,12 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="image results")
     def image_links(self, job: Job):
+        list_url = image_list_url()
         return format_html(
             "{} · {} · {}",
-            images_link(job.pk, f"all {job.images_total}"),
-            images_link(job.pk, f"failed {job.images_failed}", status__exact="failed"),
-            images_link(job.pk, f"pending {job.images_pending}", status__exact="pending"),
+            images_link(list_url, job.pk, f"all {job.images_total}"),
+            images_link(list_url, job.pk, f"failed {job.images_failed}", status__exact="failed"),
+            images_link(list_url, job.pk, f"pending {job.images_pending}", status__exact="pending"),
         )
 
     @admin.display(description="errors (as GET /api/status reports them)")
@@ -182,19 +189,24 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="visits")
     def visit_table(self, job: Job):
+        # Counted for the visits shown alone: a join and GROUP BY would count every visit's images first.
+        image_count = (
+            ImageResult.objects.filter(visit=OuterRef("pk")).order_by().values("visit").annotate(n=Count("id"))
+        )
         visits = (
             Visit.objects.filter(job=job)
             .select_related("store")
-            .annotate(image_count=Count("images"))
+            .annotate(image_count=Coalesce(Subquery(image_count.values("n")), 0))
             .order_by("id")[:VISITS_SHOWN]
         )
         errors = {e["store_id"]: e["error"] for e in job.errors}
+        list_url = image_list_url()
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    images_link(job.pk, v.store_code, visit__store_code=v.store_code),
+                    images_link(list_url, job.pk, v.store_code, visit__store_code=v.store_code),
                     v.store.name if v.store else "not in store master",
                     v.visit_time,
                     v.image_count,

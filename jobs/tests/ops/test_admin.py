@@ -119,6 +119,14 @@ def test_failed_job_page_shows_visits_errors_and_links(admin_client):
     assert f"{IMAGES}?job__id__exact={job.pk}&amp;status__exact=failed" in html
 
 
+def test_job_page_counts_each_shown_visits_images(admin_client):
+    job = create_job(("S1", 3), ("S2", 2))
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    table = html.split('class="rp-visits"')[1].split("</table>")[0]
+    counts = re.findall(r"</td><td>(\d+)</td><td></td></tr>", table)
+    assert counts == ["3", "2"]
+
+
 def test_job_pages_are_read_only(admin_client):
     job = create_job(("S1", 1))
     assert admin_client.get(reverse("admin:jobs_job_add")).status_code == 403
