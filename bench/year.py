@@ -365,7 +365,7 @@ def print_section(figures: dict[str, dict]) -> None:
     dbs = list(figures)
     print("## A year of jobs\n")
     print(
-        f"Written by `make bench-year` (`bench/year.py`, about {len(dbs) * 15} minutes once seeded): "
+        "Written by `make bench-year` (`bench/year.py`, about 7 minutes a database once seeded): "
         f"{SEEDED_JOBS} jobs of {IMAGES_PER_JOB:,} images ({VISITS_PER_JOB:,} visits of {IMAGES_PER_VISIT}) over "
         f"{STORES:,} stores in {AREAS} areas and a year of visit times, every {FAILED_EVERY_NTH_JOB}th job failed "
         f"with 1 image in {FAILED_EVERY_NTH_IMAGE} failed, seeded once into a database of its own. The service "
