@@ -247,12 +247,12 @@ def image_host(prefix: str) -> Iterator[Path]:
 
 
 class Service:
-    """gunicorn + qcluster on a fresh database, as bin/run starts them."""
+    """gunicorn + qcluster as bin/run starts them, on a fresh database (or on `database_url`'s, as it is)."""
 
-    def __init__(self, db: str, delay: str, workdir: Path, extra_env: dict[str, str]):
+    def __init__(self, db: str, delay: str, workdir: Path, extra_env: dict[str, str], database_url: str | None = None):
         self.env = {
             **os.environ,
-            "DATABASE_URL": fresh_database(db, workdir),
+            "DATABASE_URL": database_url or fresh_database(db, workdir),
             **BENCH_SETTINGS,
             "RETAILPULSE_GPU_DELAY": delay,
             **extra_env,
@@ -273,8 +273,8 @@ class Service:
         )
         self.base = f"http://127.0.0.1:{WEB_PORT}"
         try:
-            # 400: no such job; 401: API tokens on. And gunicorn is ours, not another benchmark's.
-            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=1", timeout=1).status_code in (400, 401))
+            # 400: no such job (none has id 0); 401: API tokens on. And gunicorn is ours, not another benchmark's.
+            wait_for(lambda: requests.get(f"{self.base}/api/status?jobid=0", timeout=1).status_code in (400, 401))
             if self.web.poll() is not None:
                 raise RuntimeError(f"gunicorn could not start on port {WEB_PORT}")
         except (TimeoutError, RuntimeError):

@@ -180,9 +180,10 @@ class ImageResult(models.Model):
         DONE = "done"
         FAILED = "failed"
 
-    # No index of its own: the (job, status, id) index below starts with it. No constraint of its own
-    # either: the visit's chain (image -> visit -> job) already keeps an image from outliving its job,
-    # and a second check per row made a big submit's commit twice as long on PostgreSQL.
+    # No index of its own: the (job, status, id) and (job, id) indexes below start with it. No
+    # constraint of its own either: the visit's chain (image -> visit -> job) already keeps an image
+    # from outliving its job, and a second check per row made a big submit's commit twice as long on
+    # PostgreSQL.
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images", db_index=False, db_constraint=False)
     visit = models.ForeignKey(Visit, on_delete=models.CASCADE, related_name="images")
     url = models.URLField(max_length=2048)
@@ -195,7 +196,17 @@ class ImageResult(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["job", "status", "id"], name="image_job_status_id")]
+        indexes = [
+            models.Index(fields=["job", "status", "id"], name="image_job_status_id"),
+            # A job's images in id order, of every status: its image pages, its CSV export and the
+            # admin's list of them. The index above gives that order only one status at a time,
+            # and the primary key only by walking every older job's images first.
+            models.Index(fields=["job", "id"], name="image_job_id"),
+            # The admin's failed images of every job, newest first: a few in a hundred images, so a
+            # small index, written only when an image fails; without it the list walks the whole
+            # table back from its newest row to find them.
+            models.Index(fields=["id"], condition=Q(status="failed"), name="image_failed"),
+        ]
 
     def __str__(self) -> str:
         return f"Image {self.pk} of job {self.job_id}"

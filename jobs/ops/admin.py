@@ -1,10 +1,16 @@
 """The operators' admin: watch jobs, see why one failed, retry or cancel it; issue and revoke the
 clients' API keys. Every such action is in the admin's history, with who did it."""
 
+from typing import cast
+
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.contrib.admin.views.main import ChangeList
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
@@ -36,6 +42,26 @@ class ListLayout:
     css = {"all": ["jobs/admin.css"]}
 
 
+class CappedCountPaginator(Paginator):
+    """Counts a list's rows only up to COUNT_CAP: an exact count of ten million image results (or of
+    the half million failed ones) reads every one of them, on every page. The pages past the cap are
+    not linked; the list says "more than" it (templates/admin/jobs/pagination.html)."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def _rows_counted(self) -> int:
+        return cast(QuerySet, self.object_list)[: self.COUNT_CAP + 1].count()  # the admin's lists are querysets
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._rows_counted, self.COUNT_CAP)
+
+    @property
+    def count_is_capped(self) -> bool:
+        return self._rows_counted > self.COUNT_CAP
+
+
 def badge(status: str):
     return format_html(
         '<span class="rp-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:9px">{}</span>',
@@ -44,9 +70,14 @@ def badge(status: str):
     )
 
 
-def images_link(job_id: int, label: str, **filters: str):
+def image_list_url() -> str:
+    return reverse("admin:jobs_imageresult_changelist")
+
+
+def images_link(list_url: str, job_id: int, label: str, **filters: str):
+    """A link to the image list (`list_url`, reversed once per page: a job's page has hundreds)."""
     query = "&".join([f"job__id__exact={job_id}", *(f"{k}={v}" for k, v in filters.items())])
-    return format_html('<a href="{}?{}">{}</a>', reverse("admin:jobs_imageresult_changelist"), query, label)
+    return format_html('<a href="{}?{}">{}</a>', list_url, query, label)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -78,6 +109,12 @@ JOB_FIELDS = (
 )
 
 
+class JobChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        # The per-store errors are for a job's page, not the list: a failed job's can be a megabyte of JSON.
+        return super().get_queryset(request, exclude_parameters).defer("errors")
+
+
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     # Staff see every client's jobs: the API's scoping (selectors.jobs_visible_to) is for clients.
@@ -89,9 +126,13 @@ class JobAdmin(ReadOnlyAdmin):
     search_help_text = "A job id, or a store id to find the jobs that visited it."
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = CappedCountPaginator
     actions = ["retry_failed_images", "cancel_jobs"]
     fields = readonly_fields = JOB_FIELDS
     Media = ListLayout
+
+    def get_changelist(self, request, **kwargs):
+        return JobChangeList
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job):
@@ -116,11 +157,12 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="image results")
     def image_links(self, job: Job):
+        list_url = image_list_url()
         return format_html(
             "{} · {} · {}",
-            images_link(job.pk, f"all {job.images_total}"),
-            images_link(job.pk, f"failed {job.images_failed}", status__exact="failed"),
-            images_link(job.pk, f"pending {job.images_pending}", status__exact="pending"),
+            images_link(list_url, job.pk, f"all {job.images_total}"),
+            images_link(list_url, job.pk, f"failed {job.images_failed}", status__exact="failed"),
+            images_link(list_url, job.pk, f"pending {job.images_pending}", status__exact="pending"),
         )
 
     @admin.display(description="errors (as GET /api/status reports them)")
@@ -147,19 +189,24 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="visits")
     def visit_table(self, job: Job):
+        # Counted for the visits shown alone: a join and GROUP BY would count every visit's images first.
+        image_count = (
+            ImageResult.objects.filter(visit=OuterRef("pk")).order_by().values("visit").annotate(n=Count("id"))
+        )
         visits = (
             Visit.objects.filter(job=job)
             .select_related("store")
-            .annotate(image_count=Count("images"))
+            .annotate(image_count=Coalesce(Subquery(image_count.values("n")), 0))
             .order_by("id")[:VISITS_SHOWN]
         )
         errors = {e["store_id"]: e["error"] for e in job.errors}
+        list_url = image_list_url()
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    images_link(job.pk, v.store_code, visit__store_code=v.store_code),
+                    images_link(list_url, job.pk, v.store_code, visit__store_code=v.store_code),
                     v.store.name if v.store else "not in store master",
                     v.visit_time,
                     v.image_count,
@@ -229,6 +276,7 @@ class ImageResultAdmin(ReadOnlyAdmin):
     search_help_text = "A store id."
     ordering = ["-id"]
     show_full_result_count = False
+    paginator = CappedCountPaginator
     fields = readonly_fields = IMAGE_FIELDS
     Media = ListLayout
 

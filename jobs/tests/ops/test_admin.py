@@ -1,16 +1,20 @@
 """The operators' admin through Django's test client; the browser run is in test_admin_browser.py."""
 
 import io
+import re
 from datetime import UTC, datetime
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from jobs import services
 from jobs.models import Chunk, ClientKey, ImageResult, Job
+from jobs.ops.admin import CappedCountPaginator
 from jobs.services.outcomes import Outcome
 from jobs.tests.helpers import create_job
 from stores.models import Store
@@ -115,6 +119,14 @@ def test_failed_job_page_shows_visits_errors_and_links(admin_client):
     assert f"{IMAGES}?job__id__exact={job.pk}&amp;status__exact=failed" in html
 
 
+def test_job_page_counts_each_shown_visits_images(admin_client):
+    job = create_job(("S1", 3), ("S2", 2))
+    html = admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    table = html.split('class="rp-visits"')[1].split("</table>")[0]
+    counts = re.findall(r"</td><td>(\d+)</td><td></td></tr>", table)
+    assert counts == ["3", "2"]
+
+
 def test_job_pages_are_read_only(admin_client):
     job = create_job(("S1", 1))
     assert admin_client.get(reverse("admin:jobs_job_add")).status_code == 403
@@ -139,6 +151,36 @@ def test_image_list_filters_by_job_store_and_status(admin_client):
     assert "HTTP 404" in html
     assert f'<a href="{first.url}" title="{first.url}" rel="noreferrer noopener" target="_blank">' in html
     assert "<img" not in html.split('id="result_list"')[1]
+
+
+@pytest.mark.parametrize("url", [JOBS, IMAGES, f"{IMAGES}?status__exact=pending"])
+def test_lists_count_rows_only_up_to_a_cap(admin_client, monkeypatch, url):
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 3)
+    for _ in range(5):
+        create_job(("S1", 1))
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(url).content.decode()
+    counts = [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()]
+    assert counts
+    assert all("LIMIT 4" in sql for sql in counts), counts
+    assert re.search(r"more than 3 (jobs|image results)", html)
+
+
+def test_job_list_leaves_the_jobs_errors_unread(admin_client):
+    """A failed job's per-store errors are its page's: on the list, a megabyte of JSON per job."""
+    job = create_job(("NOPE", 2))
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(JOBS).content.decode()
+    assert f">{job.pk}<" in html
+    assert not [query["sql"] for query in queries if '"errors"' in query["sql"]]
+    assert "NOPE" in admin_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+
+
+def test_lists_under_the_cap_show_their_exact_count(admin_client):
+    create_job(("S1", 2))
+    html = admin_client.get(IMAGES).content.decode()
+    assert "more than" not in html
+    assert "2 image results" in html
 
 
 def run_action(admin_client, action: str, *jobs: Job):
