@@ -95,10 +95,49 @@ def test_a_block_before_the_size_is_never_held():
     assert max(held) < 16 * 1024
 
 
+def box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
 def test_a_header_block_over_64_kb_is_refused():
-    many_entries = 6000  # a TIFF directory of 72 KB
-    data = b"II*\0" + struct.pack("<IH", 8, many_entries) + b"\0" * (many_entries * 12)
-    assert read_error(data) == "broken TIFF: a header block of 72,000 bytes"
+    associations = box(b"ipma", b"\0" * 70_000)  # a HEIF's item properties, read whole
+    data = box(b"ftyp", b"heic\0\0\0\0mif1heic") + box(b"meta", b"\0" * 4 + box(b"iprp", associations))
+    assert read_error(data) == "broken HEIF or AVIF: a header block of 70,000 bytes"
+
+
+@pytest.mark.parametrize("piece", [None, 1, 4096])
+def test_a_tiff_directory_is_read_as_it_arrives(piece):
+    """A directory of 72 KB, its size in the last entries: read in pieces, never held whole."""
+    entries = [struct.pack("<HHI4s", 0x8000 + n, 7, 0, b"") for n in range(6000)]
+    entries += [struct.pack("<HHII", 0x0100, 4, 1, 3000), struct.pack("<HHIHH", 0x0101, 3, 1, 2000, 0)]
+    data = b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + b"\0" * 4
+    assert read_size(data, piece) == (3000, 2000)
+
+
+def test_a_tiff_directory_cut_by_the_end_of_the_file_keeps_its_entries():
+    """As in Pillow: the entries before the cut count."""
+    entries = struct.pack("<HHII", 0x0100, 4, 1, 30) + struct.pack("<HHII", 0x0101, 4, 1, 20)
+    data = b"II*\0" + struct.pack("<IH", 8, 500) + entries
+    assert read_size(data) == (30, 20)
+
+
+def test_a_tiff_tag_s_first_entry_wins():
+    entries = [struct.pack("<HHII", 0x0100, 4, 1, width) for width in (30, 70)]
+    entries.append(struct.pack("<HHII", 0x0101, 4, 1, 20))
+    data = b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + b"\0" * 4
+    assert read_size(data) == (30, 20)
+
+
+@pytest.mark.parametrize("piece", [None, 1, 4096])
+def test_stray_bytes_between_jpeg_segments_are_skipped(piece):
+    baseline = MEASURED["orientation-6.jpg"][0]
+    first_segment_end = 4 + struct.unpack(">H", baseline[4:6])[0]
+    stray = baseline[:first_segment_end] + b"stray bytes" * 1000 + baseline[first_segment_end:]
+    assert read_size(stray, piece) == MEASURED["orientation-6.jpg"][1]
+
+
+def test_a_jpeg_of_stray_bytes_to_its_end_is_truncated():
+    assert read_error(b"\xff\xd8\xff\xe0\x00\x02" + b"x" * 10_000) == "truncated JPEG: the file ends before its size"
 
 
 def test_a_tiff_directory_pointing_into_its_header_is_broken():
