@@ -3,6 +3,7 @@ knows, or SVG."""
 
 import contextlib
 import re
+import warnings
 from collections.abc import Callable
 from io import BytesIO
 
@@ -32,9 +33,11 @@ def other_format(head: bytes, measured: tuple[str, ...]) -> str | None:
     for name in [*signed, *UNSIGNED]:
         if name == "TGA" and head[1:2] == b"\0" and head[2:3] in (b"\1", b"\x09"):
             continue  # colour-mapped without a colour map: an icon's header (\0\0\1\0), no TGA
-        # Pillow raises all kinds of errors for a header it cannot read.
-        with contextlib.suppress(Exception), Image.open(BytesIO(head), formats=[name]) as image:
-            return image.format
+        # Pillow raises all kinds of errors for a header it cannot read, and warns of others.
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(BytesIO(head), formats=[name]) as image:
+                return image.format
     if signed:
         return max(signed, key=signed.__getitem__)
     return "SVG" if SVG_START.match(head) else None
