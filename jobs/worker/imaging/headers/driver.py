@@ -95,15 +95,17 @@ class HeaderReader:
                     self._pieces_start += len(dropped)
                     self._pieces_length -= len(dropped)
                 skip = offset - self._pieces_start
-                here = self._pieces_length - skip
-                if length < 0:  # whatever has arrived of -length bytes (parse.arrived)
-                    if here <= 0 and not self._ended:
-                        return
-                    length = max(min(-length, here), 0)
-                elif here < length:
+                if self._pieces_length - skip < length:
                     return
                 assert self._reader is not None, "the reader of the format found"
-                self._wanted = self._reader.send(self._take(skip, length) if length else b"")
+                if length < 0:  # whatever has arrived of -length bytes (parse.arrived)
+                    length = min(-length, self._pieces_length - skip)
+                    if length <= 0:
+                        if not self._ended:
+                            return
+                        self._wanted = self._reader.send(b"")
+                        continue
+                self._wanted = self._reader.send(self._take(skip, length))
         except StopIteration as finished:
             self._finish(finished.value)
         except NotThisFormat:

@@ -64,20 +64,22 @@ def _primary_image_size(image_format: str, start: int, end: int) -> Parse[tuple[
         elif kind == b"iprp":
             properties, associations = yield from _item_properties(body, offset + size)
         offset += size
-    associated = [
-        properties[index - 1] if 0 < index <= len(properties) else NO_PROPERTY
-        for index in associations.get(primary, ())
-    ]
-    extents = [value for kind, value in associated if kind == b"ispe"]
-    if not extents:
+    width = height = None
+    transforms = []  # the crop and the rotation, in the order listed
+    for index in associations.get(primary, ()):
+        kind, value = properties[index - 1] if 0 < index <= len(properties) else NO_PROPERTY
+        if kind == b"ispe" and width is None:
+            width, height = value
+        elif kind in (b"clap", b"irot"):
+            transforms.append((kind, value))
+    if width is None or height is None:
         raise ImageError(f"broken {image_format}: no size (ispe) for its primary image")
-    width, height = extents[0]
-    for kind, value in associated:
+    for kind, value in transforms:
         if kind == b"clap":
             width_n, width_d, height_n, height_d = value
             if width_d > 0 and height_d > 0 and width_n > 0 and height_n > 0:
                 width, height = round(width_n / width_d), round(height_n / height_d)
-        elif kind == b"irot" and value % 2:
+        elif value % 2:
             width, height = height, width
     return width, height
 

@@ -7,7 +7,9 @@ from jobs.worker.imaging.headers.parse import MAX_BLOCK, TRUNCATED, ImageError, 
 
 FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 STANDALONE_MARKERS = set(range(0xD0, 0xD9))  # RST0-7, SOI: no length field
-FIRST_MARKER = 0xC0  # the codes below are reserved: no marker Pillow knows
+# The markers with a length field: the codes from 0xC0 up but those above, EOI (0xD9) and SOS
+# (0xDA); the codes below 0xC0 are reserved, no marker Pillow knows.
+SEGMENT_MARKERS = set(range(0xC0, 0xFF)) - STANDALONE_MARKERS - {0xD9, 0xDA}
 
 
 def read() -> Reader:
@@ -18,16 +20,16 @@ def read() -> Reader:
             offset = yield from _next_fill_byte(offset)
             continue
         kind = marker[1]
-        if kind == 0xFF:  # a fill byte before the marker
-            offset += 1
+        if kind not in SEGMENT_MARKERS:
+            if kind == 0xFF:  # a fill byte before the marker
+                offset += 1
+            elif kind == 0x00 or kind in STANDALONE_MARKERS:  # 0xFF00 is an escaped 0xFF: stray data
+                offset += 2
+            elif kind in (0xD9, 0xDA):  # end of image, start of scan
+                raise ImageError("broken JPEG: no frame header before the image data")
+            else:
+                raise ImageError("broken JPEG: no marker where one was expected")
             continue
-        if kind == 0x00 or kind in STANDALONE_MARKERS:  # 0xFF00 is an escaped 0xFF: stray data too
-            offset += 2
-            continue
-        if kind < FIRST_MARKER:
-            raise ImageError("broken JPEG: no marker where one was expected")
-        if kind in (0xD9, 0xDA):  # end of image, start of scan
-            raise ImageError("broken JPEG: no frame header before the image data")
         (length,) = struct.unpack(">H", (yield offset + 2, 2))
         if length < 2:
             raise ImageError("broken JPEG: a segment shorter than its length field")

@@ -43,6 +43,16 @@ def arrived(offset: int, most: int) -> Parse[bytes]:
     return (yield offset, -most)
 
 
+def at_least(offset: int, least: int, most: int) -> Parse[bytes]:
+    """`least` bytes from `offset`, and up to `most` where they have arrived with them: one request
+    in the common case (a download's first piece holds them all) for a structure whose length is
+    known only once its start is read."""
+    data = yield offset, -most  # as arrived() asks, one generator fewer
+    if len(data) < least:
+        data += yield offset + len(data), least - len(data)
+    return data
+
+
 def displayed(image_format: str, width: int, height: int, orientation: int) -> Size:
     """EXIF orientations 5-8 turn the image a quarter: its displayed width is its stored height."""
     return Size(image_format, height, width) if orientation in (5, 6, 7, 8) else Size(image_format, width, height)

@@ -4,18 +4,20 @@ data."""
 import struct
 
 from jobs.worker.imaging.headers.exif import exif_orientation
-from jobs.worker.imaging.headers.parse import ImageError, Reader, Size, displayed
+from jobs.worker.imaging.headers.parse import ImageError, Reader, Size, at_least, displayed
 
 
 def read() -> Reader:
-    header = yield 12, 13  # the first chunk's header and the 5 bytes of a lossless one's size
+    # The first chunk's header and 10 bytes of its data (a lossless one's size takes 5 of them).
+    header = yield from at_least(12, 13, 18)
     kind, data = header[:4], header[8:]
     if kind == b"VP8L":
         (bits,) = struct.unpack("<I", data[1:5])
         return Size("WEBP", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
     if kind not in (b"VP8 ", b"VP8X"):
         raise ImageError(f"broken WEBP: an unknown first chunk {kind.decode('latin-1')!r}")
-    data += yield 25, 5
+    if len(data) < 10:
+        data += yield 12 + len(header), 10 - len(data)
     if kind == b"VP8 ":
         if data[3:6] != b"\x9d\x01\x2a":
             raise ImageError("broken WEBP: no VP8 start code")
