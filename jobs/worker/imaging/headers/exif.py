@@ -5,13 +5,14 @@ import struct
 from collections.abc import Collection
 from typing import NamedTuple
 
-from jobs.worker.imaging.headers.parse import MAX_BLOCK, Parse, arrived
+from jobs.worker.imaging.headers.parse import MAX_BLOCK, ImageError, Parse, arrived
 
 ORIENTATION, IMAGE_WIDTH, IMAGE_LENGTH = 0x0112, 0x0100, 0x0101
 # Field types whose value is an integer, by their struct format; Pillow reads every type up to 18
 # but 14 and 15, and a field of any other of them holds a value that is no integer (None here).
 INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 KNOWN_TYPES = {*range(1, 14), 16, 17, 18}
+MAX_ENTRIES = 65535  # in a directory: as many as a classic TIFF's count can say
 
 
 class Layout(NamedTuple):
@@ -58,6 +59,8 @@ def ifd0_values(base: int, end: int | None, tags: Collection[int]) -> Parse[dict
     if end is not None:  # an EXIF block, in memory: its directory as far as the block goes
         _read_entries(values, layout, (yield offset, min(stop, end) - offset), tags)
         return values
+    if count > MAX_ENTRIES:  # only a BigTIFF's count can say so: walking them would be the cost
+        raise ImageError(f"broken TIFF: a directory of {count:,} entries")
     partial = b""  # the start of an entry cut by the end of what had arrived
     while offset < stop and len(values) < len(tags):  # a TIFF file's, as it arrives, whatever its length
         data = partial + (yield from arrived(offset, min(stop - offset, MAX_BLOCK)))

@@ -34,3 +34,14 @@ def test_a_tiff_tag_s_first_entry_wins():
 def test_a_tiff_directory_pointing_into_its_header_is_broken():
     data = b"II*\0" + struct.pack("<I", 4) + b"\0" * 64
     assert read_error(data) == "broken TIFF: its first page has no width or height"
+
+
+def test_a_bigtiff_directory_of_more_entries_than_a_classic_one_can_hold_is_broken():
+    data = b"II+\0" + struct.pack("<HHQQ", 8, 0, 16, 70_000) + b"\0" * 4096
+    assert read_error(data) == "broken TIFF: a directory of 70,000 entries"
+
+
+def test_a_bigtiff_is_read():
+    entries = struct.pack("<HHQQ", 0x0100, 16, 1, 5000) + struct.pack("<HHQQ", 0x0101, 3, 1, 7)
+    data = b"II+\0" + struct.pack("<HHQQ", 8, 0, 16, 2) + entries + b"\0" * 8
+    assert read_size(data, 1) == (5000, 7)
