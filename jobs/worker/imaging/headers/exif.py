@@ -5,7 +5,7 @@ import struct
 from collections.abc import Collection
 from typing import NamedTuple
 
-from jobs.worker.imaging.headers.parse import MAX_BLOCK, ImageError, Parse, arrived
+from jobs.worker.imaging.headers.parse import SCAN_BYTES, ImageError, Parse, arrived
 
 ORIENTATION, IMAGE_WIDTH, IMAGE_LENGTH = 0x0112, 0x0100, 0x0101
 # Field types whose value is an integer, by their struct format; Pillow reads every type up to 18
@@ -63,7 +63,7 @@ def ifd0_values(base: int, end: int | None, tags: Collection[int]) -> Parse[dict
         raise ImageError(f"broken TIFF: a directory of {count:,} entries")
     partial = b""  # the start of an entry cut by the end of what had arrived
     while offset < stop and len(values) < len(tags):  # a TIFF file's, as it arrives, whatever its length
-        data = partial + (yield from arrived(offset, min(stop - offset, MAX_BLOCK)))
+        data = partial + (yield from arrived(offset, min(stop - offset, SCAN_BYTES)))
         if len(data) == len(partial):  # the end of the file
             break
         offset += len(data) - len(partial)

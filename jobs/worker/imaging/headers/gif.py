@@ -3,7 +3,7 @@ and browsers show it)."""
 
 import struct
 
-from jobs.worker.imaging.headers.parse import MAX_BLOCK, TRUNCATED, ImageError, Reader, Size, arrived
+from jobs.worker.imaging.headers.parse import SCAN_BYTES, TRUNCATED, ImageError, Reader, Size, arrived
 
 IMAGE, EXTENSION, TRAILER = 0x2C, 0x21, 0x3B
 
@@ -13,7 +13,7 @@ def read() -> Reader:
     offset = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
     in_sub_blocks = False  # within an extension's sub-blocks: a length byte and as many bytes each
     while True:  # the blocks before the first frame, walked in what has arrived
-        data = yield from arrived(offset, MAX_BLOCK)
+        data = yield from arrived(offset, SCAN_BYTES)
         if not data:
             raise ImageError(TRUNCATED.format("GIF"))
         position = 0

@@ -3,7 +3,7 @@
 import struct
 
 from jobs.worker.imaging.headers.exif import exif_orientation
-from jobs.worker.imaging.headers.parse import MAX_BLOCK, TRUNCATED, ImageError, Parse, Reader, arrived, displayed
+from jobs.worker.imaging.headers.parse import SCAN_BYTES, TRUNCATED, ImageError, Parse, Reader, arrived, displayed
 
 FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 STANDALONE_MARKERS = set(range(0xD0, 0xD9))  # RST0-7, SOI: no length field
@@ -49,7 +49,7 @@ def read() -> Reader:
 def _next_fill_byte(offset: int) -> Parse[int]:
     """The offset of the next 0xFF at or after `offset`."""
     while True:
-        data = yield from arrived(offset, MAX_BLOCK)
+        data = yield from arrived(offset, SCAN_BYTES)
         if not data:
             raise ImageError(TRUNCATED.format("JPEG"))
         found = data.find(0xFF)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 MAX_BLOCK = 64 * 1024  # bytes: the largest header structure read whole (a JPEG segment's maximum)
+SCAN_BYTES = 4096  # the most a walk through what has arrived (stray bytes, sub-blocks) asks for at once
 TRUNCATED = "truncated {}: the file ends before its size"
 
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from jobs.tests.worker.imaging.headers.feeding import read_error, read_size
+from jobs.tests.worker.imaging.headers.feeding import most_held, read_error, read_size
 
 
 @pytest.mark.parametrize("piece", [None, 1, 4096])
@@ -15,6 +15,15 @@ def test_a_tiff_directory_is_read_as_it_arrives(piece):
     entries += [struct.pack("<HHII", 0x0100, 4, 1, 3000), struct.pack("<HHIHH", 0x0101, 3, 1, 2000, 0)]
     data = b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + b"\0" * 4
     assert read_size(data, piece) == (3000, 2000)
+
+
+def test_a_long_tiff_directory_is_never_held():
+    entries = [struct.pack("<HHI4s", 0x8000 + n, 7, 0, b"") for n in range(20_000)]  # 240 KB
+    entries += [struct.pack("<HHII", 0x0100, 4, 1, 3000), struct.pack("<HHIHH", 0x0101, 3, 1, 2000, 0)]
+    data = b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + b"\0" * 4
+    size, held = most_held(data)
+    assert size == (3000, 2000)
+    assert held < 16 * 1024
 
 
 def test_a_tiff_directory_cut_by_the_end_of_the_file_keeps_its_entries():
