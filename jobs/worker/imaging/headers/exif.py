@@ -8,10 +8,10 @@ from typing import NamedTuple
 from jobs.worker.imaging.headers.parse import SCAN_BYTES, ImageError, Parse, arrived
 
 ORIENTATION, IMAGE_WIDTH, IMAGE_LENGTH = 0x0112, 0x0100, 0x0101
-# Field types whose value is an integer, by their struct format; Pillow reads every type up to 18
-# but 14 and 15, and a field of any other of them holds a value that is no integer (None here).
-INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+# The field types Pillow reads, and the struct format of those whose value is an integer: a value
+# of another (a rational, a string) is None here, and no size.
 KNOWN_TYPES = {*range(1, 14), 16, 17, 18}
+INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 MAX_ENTRIES = 65535  # in a directory: as many as a classic TIFF's count can say
 
 
@@ -57,7 +57,8 @@ def ifd0_values(base: int, end: int | None, tags: Collection[int]) -> Parse[dict
     stop = offset + count * layout.entry_size
     values: dict[int, int | None] = {}
     if end is not None:  # an EXIF block, in memory: its directory as far as the block goes
-        _read_entries(values, layout, (yield offset, min(stop, end) - offset), tags)
+        if min(stop, end) > offset:
+            _read_entries(values, layout, (yield offset, min(stop, end) - offset), tags)
         return values
     if count > MAX_ENTRIES:  # only a BigTIFF's count can say so: walking them would be the cost
         raise ImageError(f"broken TIFF: a directory of {count:,} entries")

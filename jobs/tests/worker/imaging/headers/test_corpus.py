@@ -23,7 +23,7 @@ PIECES = (None, 1, 4096)  # whole, byte by byte, 4 KB
 
 
 class Expectation(NamedTuple):
-    kind: str  # "agrees", "measured" (Pillow refuses, the reader measures) or "other image"
+    kind: str  # "agrees", "measured" (Pillow refuses, the reader measures), "other image", "not named"
     reason: str
 
 
@@ -101,6 +101,9 @@ def test_the_reader_says_what_pillow_says(name):
     elif expectation.kind == "other image":
         assert isinstance(answer, tuple), expectation.reason
         assert pillow.size not in (None, answer), expectation.reason
+    elif expectation.kind == "not named":  # a format Pillow tells from its header alone
+        assert pillow.format not in (None, *MEASURED_FORMATS), expectation.reason
+        assert str(answer).startswith("not an image ("), expectation.reason
     elif pillow.refusal is not None:
         assert isinstance(answer, str), f"Pillow refuses it: {pillow.refusal!r}"
     elif pillow.format in MEASURED_FORMATS:
