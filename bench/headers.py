@@ -10,15 +10,13 @@ weighed here. A few minutes in all.
 """
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, for its header reader
+
+from callgrind import per_unit, set_counting
 
 from jobs.worker.imaging.headers import MEASURED_FORMATS, HeaderReader, ImageError
 
@@ -47,20 +45,6 @@ def read(pieces: list[bytes], formats=MEASURED_FORMATS) -> tuple[int, int]:
     return reader.close()
 
 
-def count_in_valgrind(image_format: str, rounds: int) -> int:
-    with tempfile.TemporaryDirectory(prefix="rp-callgrind-") as folder:
-        command = [
-            *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={folder}/out"),
-            *(sys.executable, __file__, "--measure", image_format, "--rounds", str(rounds)),
-        ]
-        run = subprocess.run(command, capture_output=True, text=True, check=True)
-    return int(re.search(r"Collected : (\d+)", run.stderr)[1])
-
-
-def set_counting(on: bool) -> None:
-    subprocess.run(["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())], check=True)
-
-
 def measure(image_format: str, rounds: int) -> None:
     """Runs under valgrind: reads the format's files `rounds` times, counted."""
     files = corpus_by_format()[image_format]
@@ -82,8 +66,8 @@ def main() -> None:
     print("| format | files | thousand instructions per image |\n| --- | --- | --- |")
     found = corpus_by_format()
     for image_format in (image_format for image_format in MEASURED_FORMATS if image_format in found):
-        files, n = found[image_format], args.rounds
-        per_image = (count_in_valgrind(image_format, 3 * n) - count_in_valgrind(image_format, n)) / (2 * n * len(files))
+        files = found[image_format]
+        per_image = per_unit(__file__, ["--measure", image_format], "--rounds", args.rounds) / len(files)
         print(f"| {image_format} | {len(files)} | {per_image / 1e3:,.1f} |", flush=True)
 
 
