@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits bench-year demo clean
+.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits bench-year bench-headers demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench-year: $(VENV)/.installed
 	mv var-year.md bench/performance.year.md
 	{ sed '/^## A year of jobs/,$$d' docs/performance.md; cat bench/performance.year.md; } > var-performance.md
 	mv var-performance.md docs/performance.md
+
+# Instructions per image of the header reader alone, by format, over its corpus (a few minutes).
+bench-headers: $(VENV)/.installed
+	$(PY) -u bench/headers.py
 
 # The service at work without internet: local images, web + worker, a job with a progress bar, its
 # result through the API, then everything stopped (see bin/demo).

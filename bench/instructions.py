@@ -15,32 +15,15 @@ open (the bare client opens them in every run) drops out. About two minutes per 
 import argparse
 import asyncio
 import os
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from callgrind import per_unit, set_counting
 from profile_worker import fetch_alone
 from service import ImageHost, image_host, setup_django_here
 
 IN_FLIGHT, WARM_UP = 32, 200  # the bare client's; the service's fetching finds its own
 MEASURED = ("bare client", "service's fetching")
-
-
-def count_in_valgrind(measured: str, images: int) -> int:
-    """The instructions of `measured` over `images` images, in a new process under callgrind."""
-    with tempfile.TemporaryDirectory(prefix="rp-callgrind-") as folder:
-        command = [
-            *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={folder}/out"),
-            *(sys.executable, __file__, "--measure", measured, "--images", str(images)),
-        ]
-        run = subprocess.run(command, capture_output=True, text=True, check=True)
-    return int(re.search(r"Collected : (\d+)", run.stderr)[1])
-
-
-def set_counting(on: bool) -> None:
-    subprocess.run(["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())], check=True)
 
 
 def measure(measured: str, images: int) -> None:
@@ -78,8 +61,7 @@ def main() -> None:
     with image_host("rp-instructions-"):
         for _ in range(args.runs):
             for measured in MEASURED:
-                n = args.images
-                per_image = (count_in_valgrind(measured, 3 * n) - count_in_valgrind(measured, n)) / (2 * n)
+                per_image = per_unit(__file__, ["--measure", measured], "--images", args.images)
                 print(f"{measured}: {per_image / 1e3:,.1f} thousand instructions per image", flush=True)
 
 
