@@ -299,7 +299,8 @@ class Service:
                     continue
                 rss, pss = rss + memory.rss, pss + memory.pss
             self.peak_memory = {"rss": max(self.peak_memory["rss"], rss), "pss": max(self.peak_memory["pss"], pss)}
-            self.most_connections = max(self.most_connections, connections_to_image_hosts())
+            connections = connections_to_image_hosts()  # before reading the peak, which a new row resets
+            self.most_connections = max(self.most_connections, connections)
             time.sleep(0.5)
 
     def cpu_seconds(self) -> dict[tuple[int, str], float]:
