@@ -58,6 +58,9 @@ class Job(models.Model):
     callback_attempts = models.PositiveIntegerField(default=0)
     callback_error = models.TextField(blank=True)
     callback_delivery = models.CharField(max_length=32, blank=True)  # the current delivery's id
+    # When retention began removing this finished job (services.retention), which deletes its rows
+    # in short slices: from then on the API sees no such job and it cannot be retried.
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
