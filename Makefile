@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits demo clean
+.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits bench-prune soak demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,12 @@ bench-admin: $(VENV)/.installed
 bench-visits: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/visits-bench.sqlite3} $(PY) bench/visits_api.py
+
+# Retention's slices on jobs of 100,000 images: the longest a slice holds the write lock, by slice
+# size (seeded once into var/prune-bench.sqlite3, or DATABASE_URL).
+bench-prune: $(VENV)/.installed
+	mkdir -p var
+	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/prune-bench.sqlite3} $(PY) bench/prune.py
 
 # The service at work without internet: local images, web + worker, a job with a progress bar, its
 # result through the API, then everything stopped (see bin/demo).

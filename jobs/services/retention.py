@@ -24,7 +24,7 @@ from jobs.models import CallbackStatus, ImageResult, Job, Visit
 FINISHED = (Job.Status.COMPLETED, Job.Status.FAILED)
 # Image rows per slice: a slice of this many holds SQLite's write lock (and PostgreSQL's row locks)
 # for well under 100 ms at 100,000-image jobs (docs/performance.md, "Retention"; bench/prune.py).
-SLICE_ROWS = 5000
+SLICE_ROWS = 2000
 # A scheduled run stops after this long, mid-job if need be; the next run (a minute later) goes on.
 RUN_SECONDS = 20.0
 

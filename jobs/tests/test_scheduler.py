@@ -85,7 +85,7 @@ def test_the_scheduler_removes_jobs_older_than_the_retention(stores, start_clust
         return job.pk
 
     old, recent = failed_job(2.5), failed_job(1.5)
-    migration_schedule("0013_job_pruned_at_retention_schedule")
+    migration_schedule("0013_retention")
 
     start_cluster(TESTS_Q_GUARD_CYCLE="30", RETAILPULSE_RETENTION_DAYS="2")
 

@@ -23,5 +23,13 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(model_name="job", name="pruned_at", field=models.DateTimeField(blank=True, null=True)),
+        migrations.AddIndex(model_name="job", index=models.Index(fields=["finished_at"], name="job_finished_at")),
+        migrations.AddIndex(
+            model_name="job",
+            index=models.Index(fields=["pruned_at"], condition=models.Q(pruned_at__isnull=False), name="job_pruned"),
+        ),
+        migrations.AddIndex(
+            model_name="outcomecount", index=models.Index(fields=["job"], name="outcome_count_job")
+        ),
         migrations.RunPython(create_schedule, delete_schedule),
     ]
