@@ -72,6 +72,12 @@ bench-prune: $(VENV)/.installed
 	mkdir -p var
 	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/prune-bench.sqlite3} $(PY) bench/prune.py
 
+# An hour (SOAK_SECONDS) of 100,000-image jobs back to back, small jobs of four token clients,
+# status polls, exports, the dashboard and retention against web + worker; each process's RSS every
+# minute; exits 1 on RSS growth over 10 % after the warm-up, any error, or an image lost or counted twice.
+soak: $(VENV)/.installed
+	$(PY) -u bench/soak.py --seconds $${SOAK_SECONDS:-3600}
+
 # The service at work without internet: local images, web + worker, a job with a progress bar, its
 # result through the API, then everything stopped (see bin/demo).
 demo: $(VENV)/.installed
