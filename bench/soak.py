@@ -16,13 +16,13 @@ nginx serves the images (bench/service.py); API tokens are on, each client made 
   removes jobs all along: a checked job that ended more than retention + 2 minutes ago must answer
   `400 {}`.
 
-Every minute it prints each service process's RSS, the database's size and the counts so far.
-Exits 1 when a process's RSS grows by more than 10 % over its own at the end of the warm-up (the
-first ten minutes; the first half of a run shorter than twenty, so that a few 100,000-image jobs
-have set each process's high-water mark before it counts; a process started later, such as a
-worker django-q2 recycled, gets a warm-up of its own from its start), on any unexpected answer or exception, a job
-that did not complete, a django-q2 task that failed, a service process gone, or an image lost or
-counted twice. Jobs still running at the end are waited for and checked.
+Every minute it prints the peak RSS of each service process (sampled every 5 s; of several alike,
+the largest: the web workers, the cluster's workers), the database's size and the counts so far.
+Exits 1 when a process's peak in any minute after the warm-up is more than 10 % above its peak
+in the warm-up (the first ten minutes; the first half of a run shorter than twenty, so that a few
+100,000-image jobs have set each process's high-water mark before it counts), on any unexpected
+answer or exception, a job that did not complete, a django-q2 task that failed, a service process
+gone, or an image lost or counted twice. Jobs still running at the end are waited for and checked.
 """
 
 import argparse
@@ -50,7 +50,7 @@ BIG, SMALL, SMALL_CLIENTS = 100_000, 5, 4
 RETENTION_SECONDS = 90  # longer than a 100,000-image job's check takes, short enough for a short run
 PRUNED_WITHIN = RETENTION_SECONDS + 120  # the schedule's minute, the scheduler's 30 s tick, slack
 GROWTH_LIMIT = 0.10
-REPORT_EVERY = 60.0
+REPORT_EVERY, SAMPLE_EVERY = 60.0, 5.0
 STAFF, STAFF_PASSWORD = "soak", "soak-staff-password"
 
 
@@ -272,40 +272,51 @@ def set_cookies(response: requests.Response) -> dict[str, str]:
 
 
 class Memory:
-    """Each service process's RSS, sampled every minute, against its own at the end of its warm-up."""
+    """The service's RSS by process role, sampled every few seconds: each minute's peak, and the
+    peak of the warm-up against the peak of any later minute. A role of several processes counts
+    its largest: django-q2 replaces a worker after 500 tasks, so a worker's pid lives minutes, while
+    "the largest worker" lives as long as the cluster."""
 
-    def __init__(self, warm_up: float):
-        self.warm_up = warm_up
-        self.names: dict[int, str] = {}
-        self.first_seen: dict[int, float] = {}
-        self.baseline: dict[int, int] = {}
-        self.last: dict[int, int] = {}
-        self.peak_after_warm_up: dict[int, int] = {}
+    def __init__(self, service: Service, warm_up: float):
+        self.web_pid, self.cluster_pid, self.warm_up = service.web.pid, service.worker.pid, warm_up
+        self.minute_peak: dict[str, int] = {}
+        self.warm_up_peak: dict[str, int] = {}
+        self.later_peak: dict[str, int] = {}
+        self.worker_pids: set[int] = set()
 
-    def sample(self, processes: list[psutil.Process], at: float) -> dict[int, int]:
-        rss = {}
+    def role(self, process: psutil.Process) -> str:
+        title = " ".join(process.cmdline())  # django-q2 and gunicorn title their processes
+        if process.pid in (self.web_pid, self.cluster_pid):
+            return "web master" if process.pid == self.web_pid else "cluster"
+        if title.startswith("gunicorn"):
+            return "web worker"
+        for role in ("monitor", "pusher", "MainProcess"):
+            if f" {role}" in title:
+                return "sentinel" if role == "MainProcess" else role
+        self.worker_pids.add(process.pid)
+        return "worker"
+
+    def sample(self, processes: list[psutil.Process]) -> None:
         for process in processes:
             try:
-                rss[process.pid] = process.memory_info().rss
-                name = " ".join(process.cmdline())
+                role, rss = self.role(process), process.memory_info().rss
             except psutil.Error:
                 continue
-            self.names.setdefault(process.pid, name.removeprefix(f"{ROOT}/").split(" idle")[0][:60])
-            self.first_seen.setdefault(process.pid, at)
-        for pid, value in rss.items():
-            self.last[pid] = value
-            if pid not in self.baseline:
-                if at >= self.warm_up and at - self.first_seen[pid] >= self.warm_up:
-                    self.baseline[pid] = value
-            else:
-                self.peak_after_warm_up[pid] = max(self.peak_after_warm_up.get(pid, 0), value)
-        return rss
+            self.minute_peak[role] = max(self.minute_peak.get(role, 0), rss)
 
-    def growth(self, pid: int) -> float:
-        return self.peak_after_warm_up.get(pid, self.baseline[pid]) / self.baseline[pid] - 1
+    def end_minute(self, at: float) -> dict[str, int]:
+        """The minute's peaks (into the warm-up's, or the later ones'), and start the next minute. A
+        role's first minute is always its warm-up's."""
+        peaks, self.minute_peak = self.minute_peak, {}
+        for role, rss in peaks.items():
+            into = self.warm_up_peak if at <= self.warm_up or role not in self.warm_up_peak else self.later_peak
+            into[role] = max(into.get(role, 0), rss)
+        return peaks
 
-    def grown(self) -> list[int]:
-        return [pid for pid in self.baseline if self.growth(pid) > GROWTH_LIMIT]
+    def growth(self, role: str) -> float | None:
+        if role not in self.later_peak or role not in self.warm_up_peak:
+            return None
+        return self.later_peak[role] / self.warm_up_peak[role] - 1
 
 
 def database_size(service: Service, workdir: Path) -> int:
@@ -330,18 +341,18 @@ def task_failures(service: Service) -> list[str]:
 
 
 def minute(soak: Soak, memory: Memory, workdir: Path) -> None:
-    """The minute's line: each process's RSS (pid:MiB), the database's size, the counts so far."""
+    """The minute's line: each role's peak RSS, the database's size, the counts so far."""
     at = time.monotonic() - soak.started
-    rss = memory.sample(soak.service.processes(), at)
+    peaks = memory.end_minute(at)
     soak.check_pruned()
     for process, name in ((soak.service.web, "gunicorn"), (soak.service.worker, "qcluster")):
         if process.poll() is not None:
             soak.error(f"{name} exited with {process.returncode}")
     counts = ", ".join(f"{what} {n:,}" for what, n in sorted(soak.counts.items()))
-    processes = " ".join(f"{pid}:{value / 2**20:.0f}" for pid, value in sorted(rss.items()))
+    rss = ", ".join(f"{role} {value / 2**20:.0f}" for role, value in peaks.items())
     size = database_size(soak.service, workdir) / 2**20
     print(
-        f"{at:5.0f} s  RSS MiB {processes} | database {size:.0f} MiB | {counts} | errors {len(soak.errors)}", flush=True
+        f"{at:5.0f} s  peak RSS MiB: {rss} | database {size:.0f} MiB | {counts} | errors {len(soak.errors)}", flush=True
     )
 
 
@@ -370,34 +381,28 @@ def main() -> int:
         ]
         for thread in threads:
             thread.start()
-        memory = Memory(warm_up)
-        next_report = soak.started
+        memory = Memory(service, warm_up)
+        next_report = soak.started + REPORT_EVERY
         while any(thread.is_alive() for thread in threads):
+            memory.sample(service.processes())
             if time.monotonic() >= next_report:
                 minute(soak, memory, workdir)
                 next_report += REPORT_EVERY
-            time.sleep(1)
-        memory.sample(service.processes(), time.monotonic() - soak.started)
-        soak.check_pruned()
+            time.sleep(SAMPLE_EVERY)
+        minute(soak, memory, workdir)
         for line in task_failures(service):
             print(line)
             if line.startswith("FAILED") or "Error" in line:
                 soak.error(f"a django-q2 task failed: {line}")
 
-    print("\n| process | RSS MiB at the end of its warm-up | largest after | last | growth |\n|" + " --- |" * 5)
-    for pid, name in memory.names.items():
-        if pid in memory.baseline:
-            baseline, peak = (
-                memory.baseline[pid] / 2**20,
-                memory.peak_after_warm_up.get(pid, memory.baseline[pid]) / 2**20,
-            )
-            growth = f"{memory.growth(pid):+.1%}"
-        else:
-            baseline, peak, growth = float("nan"), float("nan"), "not checked (started late)"
-        print(f"| {pid} {name} | {baseline:.0f} | {peak:.0f} | {memory.last[pid] / 2**20:.0f} | {growth} |")
-    grown = memory.grown()
-    for pid in grown:
-        soak.error(f"{memory.names[pid]} (pid {pid}) grew {memory.growth(pid):+.1%} after its warm-up")
+    print("\n| process | peak RSS MiB in the warm-up | after | growth |\n|" + " --- |" * 4)
+    for role, baseline in memory.warm_up_peak.items():
+        growth = memory.growth(role)
+        later = f"{memory.later_peak[role] / 2**20:.0f}" if role in memory.later_peak else "-"
+        print(f"| {role} | {baseline / 2**20:.0f} | {later} | {'-' if growth is None else f'{growth:+.1%}'} |")
+        if growth is not None and growth > GROWTH_LIMIT:
+            soak.error(f"{role} RSS grew {growth:+.1%} after the warm-up")
+    print(f"\nworker processes: {len(memory.worker_pids)} (django-q2 replaces one after 500 tasks)")
     print(f"\n{', '.join(f'{what} {n:,}' for what, n in sorted(soak.counts.items()))}")
     print(f"errors: {len(soak.errors)}")
     for line in soak.errors[:20]:
