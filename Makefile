@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits bench-year bench-headers demo clean
+.PHONY: run test lint format migrate browser screenshots bench load bench-admin bench-visits bench-year bench-headers bench-prune soak demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,18 @@ bench-year: $(VENV)/.installed
 # Instructions per image of the header reader alone, by format, over its corpus (a few minutes).
 bench-headers: $(VENV)/.installed
 	$(PY) -u bench/headers.py
+
+# Retention's slices on jobs of 100,000 images: the longest a slice holds the write lock, by slice
+# size (seeded once into var/prune-bench.sqlite3, or DATABASE_URL).
+bench-prune: $(VENV)/.installed
+	mkdir -p var
+	DJANGO_DEBUG=1 DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/var/prune-bench.sqlite3} $(PY) bench/prune.py
+
+# An hour (SOAK_SECONDS) of 100,000-image jobs back to back, small jobs of four token clients,
+# status polls, exports, the dashboard and retention against web + worker; each process's RSS every
+# minute; exits 1 on RSS growth over 10 % after the warm-up, any error, or an image lost or counted twice.
+soak: $(VENV)/.installed
+	$(PY) -u bench/soak.py --seconds $${SOAK_SECONDS:-3600}
 
 # The service at work without internet: local images, web + worker, a job with a progress bar, its
 # result through the API, then everything stopped (see bin/demo).

@@ -13,7 +13,6 @@ Prints a Markdown table.
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench_service
-from service import PY, ROOT, Service, image_host
+from service import Service, image_host
 
 # A database of its own (ports are free ones, as in every benchmark), so that it runs beside `make bench`.
 bench_service.PG_DATABASE = "retailpulse_fairness"
@@ -30,13 +29,6 @@ bench_service.PG_DATABASE = "retailpulse_fairness"
 DELAY = "0.1-0.4"
 BIG, SMALL = 50_000, 5
 RAMP, WINDOW = 3.0, 10.0
-
-
-def create_client(service: Service, name: str) -> dict:
-    key = subprocess.run(
-        [PY, "manage.py", "create_client", name], cwd=ROOT, env=service.env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return {"Authorization": f"Token {key}"}
 
 
 def measured(service: Service, job_ids: list[int], headers: dict) -> int:
@@ -49,7 +41,7 @@ def measured(service: Service, job_ids: list[int], headers: dict) -> int:
 
 
 def run(service: Service, runs: int) -> dict:
-    a, b = create_client(service, "chain-a"), create_client(service, "chain-b")
+    a, b = service.create_client("chain-a"), service.create_client("chain-b")
     big = [service.submit(BIG, f"a{n}", headers=a)[0] for n in range(4)]
     deadline = time.monotonic() + 120
     while not all(measured(service, [job_id], a) for job_id in big):

@@ -321,6 +321,12 @@ class Service:
                 seconds[process.pid, f"{name}: other threads"] = times.user + times.system - threads[process.pid]
         return seconds
 
+    def create_client(self, name: str) -> dict:
+        """An API client made by `manage.py create_client`: the headers that carry its key."""
+        command = [PY, "manage.py", "create_client", name]
+        key = subprocess.run(command, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
+        return {"Authorization": f"Token {key.strip()}"}
+
     def submit(
         self, images: int, tag: str, per_visit: int = 100, headers: dict | None = None, url_for=ImageHost.url
     ) -> tuple[int, float]:

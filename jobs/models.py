@@ -58,6 +58,9 @@ class Job(models.Model):
     callback_attempts = models.PositiveIntegerField(default=0)
     callback_error = models.TextField(blank=True)
     callback_delivery = models.CharField(max_length=32, blank=True)  # the current delivery's id
+    # When retention began removing this finished job (services.retention), which deletes its rows
+    # in short slices: from then on the API sees no such job and it cannot be retried.
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -66,6 +69,10 @@ class Job(models.Model):
             models.Index(fields=["status", "progressed_at"], name="job_status_progressed"),
             # A client's ongoing jobs: its pending images (the quota), and the admin's filter.
             models.Index(fields=["client", "status"], name="job_client_status"),
+            # Retention's every-minute look for jobs to remove: those that ended before its cut-off
+            # (ongoing ones have no end), and the few it is removing.
+            models.Index(fields=["finished_at"], name="job_finished_at"),
+            models.Index(fields=["pruned_at"], condition=Q(pruned_at__isnull=False), name="job_pruned"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -220,7 +227,7 @@ class OutcomeCount(models.Model):
     """
 
     minute = models.DateTimeField()  # the start of the minute (UTC)
-    # No index of its own: only the dashboard reads these rows, by minute; a job's rows go with it.
+    # Indexed by outcome_count_job below, for retention, which deletes a job's rows with it.
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+", db_index=False)
     # "host pid" of the worker process that recorded the outcomes (as Chunk.worker); empty for images
     # failed without one (an unknown store at submit, a cancel).
@@ -234,6 +241,9 @@ class OutcomeCount(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["minute", "job", "worker", "cause"], name="outcome_count_key"),
         ]
+        # Without it, removing a job (services.retention) would scan a week of every job's counts.
+        # An outcome adds to an existing row most of the time, which leaves this index alone.
+        indexes = [models.Index(fields=["job"], name="outcome_count_job")]
 
     def __str__(self) -> str:
         return f"{self.images} images of job {self.job_id} at {self.minute:%H:%M} ({self.cause or 'measured'})"

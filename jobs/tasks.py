@@ -31,3 +31,13 @@ def requeue_stalled_jobs() -> str:
 def prune_outcome_counts() -> str:
     """Every hour (a django-q2 schedule made by a migration): see services.outcomes.prune_outcome_counts."""
     return f"deleted {services.prune_outcome_counts()} outcome counts"
+
+
+def prune_expired_jobs() -> str:
+    """Every minute (a django-q2 schedule made by a migration), for at most
+    services.retention.RUN_SECONDS: see services.retention.prune_expired_jobs."""
+    pruned = services.prune_expired_jobs()
+    if pruned is None:
+        return "retention off"
+    more = "; more to remove" if pruned.interrupted else ""
+    return f"{pruned}{more} (longest slice {pruned.longest_slice * 1000:.0f} ms)"

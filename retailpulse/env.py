@@ -49,7 +49,7 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+def env_float(name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
     value = _value(name)
     if value is None:
         return default
@@ -57,8 +57,13 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         number = float(value)
     except ValueError:
         number = None
-    if number is None or not number >= minimum or number == float("inf"):  # NaN fails >=
-        raise _refused(name, value, f"a number of at least {minimum:g}")
+    if (
+        number is None or not minimum <= number < float("inf") or (maximum is not None and number > maximum)
+    ):  # NaN fails
+        accepted = (
+            f"a number of at least {minimum:g}" if maximum is None else f"a number from {minimum:g} to {maximum:g}"
+        )
+        raise _refused(name, value, accepted)
     return number
 
 

@@ -194,6 +194,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Image processing -----------------------------------------------------------------------------
+# A century: a longer retention would reach before year 1, which datetime cannot hold.
+RETENTION_MAX_DAYS = 36_500
 # Worker processes: one per core. Each keeps as many downloads in flight on an event loop as keep its
 # core busy (jobs.worker.concurrency); more processes only add memory and CPU per image
 # (docs/performance.md).
@@ -252,6 +254,10 @@ RETAILPULSE: dict[str, Any] = {
     "READY_PROGRESS_AFTER": env_int("RETAILPULSE_READY_PROGRESS_AFTER", 60),
     # Days the per-minute outcome counts (the dashboard's) are kept; older ones are deleted hourly.
     "OUTCOME_COUNTS_DAYS": env_int("RETAILPULSE_OUTCOME_COUNTS_DAYS", 7),
+    # Days a finished job is kept; older ones are removed with their visits and images by the
+    # scheduler (services.retention). 0, the default, keeps every job: deleting clients' results
+    # is the operator's decision (docs/configuration.md).
+    "RETENTION_DAYS": env_float("RETAILPULSE_RETENTION_DAYS", 0.0, maximum=RETENTION_MAX_DAYS),
 }
 
 # --- Completion callbacks -------------------------------------------------------------------------

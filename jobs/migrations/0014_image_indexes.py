@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0012_client_keys'),
+        ('jobs', '0013_retention'),
     ]
 
     operations = [

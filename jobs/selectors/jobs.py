@@ -19,8 +19,9 @@ def api_client(*, user) -> User | None:
 
 def jobs_visible_to(*, client: User | None) -> QuerySet:
     """The jobs an API client may read: its own. Every API read of a job starts here, so another
-    client's job is answered exactly as a missing one, by the same single query."""
-    return Job.objects.filter(client=client)
+    client's job is answered exactly as a missing one, by the same single query. A job that
+    retention is removing is missing already (services.retention)."""
+    return Job.objects.filter(client=client, pruned_at=None)
 
 
 def visible_job(*, client: User | None, job_id: int, fields: tuple[str, ...] = ()) -> Job | None:

@@ -119,7 +119,7 @@ def visit_results(
     visit_table = ops.quote_name(Visit._meta.db_table)
     image_table = ops.quote_name(ImageResult._meta.db_table)
     job_table = ops.quote_name(Job._meta.db_table)
-    where: list[str] = ["i.status = %s"]
+    where: list[str] = ["i.status = %s", "j.pruned_at IS NULL"]  # a job retention is removing is gone
     params: list[Any] = [ImageResult.Status.DONE.value]
     if client is None:
         where.append("j.client_id IS NULL")

@@ -1,6 +1,7 @@
 """Writes, by concern, in the order a job flows through them: submission (a job and its rows),
 chunks (cutting a job up, claiming under a lease), outcomes (image results, ending a job),
-callbacks (the completion POST), operations (what operators do from the admin)."""
+callbacks (the completion POST), operations (what operators do from the admin), retention
+(removing old finished jobs)."""
 
 from jobs.services.callbacks import CallbackAttempt, record_callback_attempt
 from jobs.services.chunks import (
@@ -19,6 +20,7 @@ from jobs.services.chunks import (
 from jobs.services.clients import ClientExists, KeyCheck, check_key, create_client, issue_key, revoke_key
 from jobs.services.operations import cancel_job, retry_failed_images
 from jobs.services.outcomes import Outcome, prune_outcome_counts, record_outcomes
+from jobs.services.retention import Pruned, prune_expired_jobs, prune_jobs
 from jobs.services.submission import (
     UNKNOWN_STORE,
     IdempotencyKeyReused,
@@ -39,6 +41,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "KeyCheck",
     "Outcome",
+    "Pruned",
     "QuotaExceeded",
     "Submission",
     "VisitInput",
@@ -53,6 +56,8 @@ __all__ = [
     "end_claim",
     "fail_chunk",
     "issue_key",
+    "prune_expired_jobs",
+    "prune_jobs",
     "prune_outcome_counts",
     "record_callback_attempt",
     "record_chunk_error",

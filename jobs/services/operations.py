@@ -18,7 +18,7 @@ def retry_failed_images(*, job_id: int) -> int:
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status != Job.Status.FAILED:
+        if job.status != Job.Status.FAILED or job.pruned_at is not None:  # retention is removing it
             return 0
         Visit.objects.filter(job_id=job_id, store=None, store_code__in=Store.objects.values("store_id")).update(
             store=F("store_code")

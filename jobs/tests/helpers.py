@@ -56,15 +56,15 @@ def create_job(*visits: tuple[str, int]) -> Job:
     )
 
 
-def stall_check_schedule():
-    """The stall check's schedule, made by its migration's own function (a transactional test's
-    flush empties django-q2's tables, the migration's row with them)."""
+def migration_schedule(migration_name: str = "0005_stall_check_schedule"):
+    """A schedule made again by the function of the migration that makes it (by default the stall
+    check's): a transactional test's flush empties django-q2's tables, the migration's row with them."""
     from importlib import import_module
 
     from django.apps import apps
     from django_q.models import Schedule
 
-    migration = import_module("jobs.migrations.0005_stall_check_schedule")
+    migration = import_module(f"jobs.migrations.{migration_name}")
     Schedule.objects.filter(name=migration.NAME).delete()
     migration.create_schedule(apps, None)
     return Schedule.objects.get(name=migration.NAME)

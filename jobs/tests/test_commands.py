@@ -3,12 +3,15 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from conftest import BASE_DIR, database_url
 from jobs import services
@@ -217,3 +220,41 @@ def test_api_keys_issues_lists_and_revokes_a_clients_keys(capsys):
         call_command("api_keys", "revoke", "nope")
     with pytest.raises(CommandError, match="no client named 'nobody'"):
         call_command("api_keys", "issue", "nobody")
+
+
+# --- prune_jobs ----------------------------------------------------------------------------------
+
+
+def test_prune_jobs_removes_the_jobs_finished_before_the_days_and_says_how_many(settings, db):
+    def finished_job(images: int, days_ago: float) -> int:
+        urls = [f"{URL}?{n}" for n in range(images)]
+        job = services.create_job(visits=[services.VisitInput("NOPE", urls, timezone.now())])  # failed at submit
+        Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=days_ago))
+        return job.pk
+
+    old, older, recent = finished_job(1200, 10), finished_job(1, 11), finished_job(3, 9)
+    out = io.StringIO()
+
+    call_command("prune_jobs", "--days", "9.5", stdout=out)
+
+    assert out.getvalue() == "removed 2 jobs, 1,201 images\n"
+    assert list(Job.objects.values_list("pk", flat=True)) == [recent]
+    assert not ImageResult.objects.filter(job_id__in=[old, older]).exists()
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "RETENTION_DAYS": 8.0}  # the default for --days
+    call_command("prune_jobs", stdout=out)
+    assert out.getvalue().splitlines()[-1] == "removed 1 job, 3 images"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((), "RETAILPULSE_RETENTION_DAYS is 0 (retention off): give --days N"),
+        (("--days", "0"), "--days 0: expected a number of days above 0, at most 36,500"),
+        (("--days", "nan"), "--days nan: expected a number of days above 0, at most 36,500"),
+        (("--days", "40000"), "--days 40000: expected a number of days above 0, at most 36,500"),
+    ],
+)
+def test_prune_jobs_refuses_days_it_cannot_use(settings, db, args, error):
+    settings.RETAILPULSE = {**settings.RETAILPULSE, "RETENTION_DAYS": 0.0}
+    with pytest.raises(CommandError, match=f"^{re.escape(error)}$"):
+        call_command("prune_jobs", *args)

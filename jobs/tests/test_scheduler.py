@@ -1,4 +1,5 @@
-"""What django-q2's scheduler does, run by a real qcluster: the stall check and callback retries.
+"""What django-q2's scheduler does, run by a real qcluster: the stall check, callback retries and
+retention.
 
 A qcluster runs its scheduler every 30 s, the first time 30 s after it starts; the clusters that
 must run it here are started with TESTS_Q_GUARD_CYCLE=30 (retailpulse/settings_test.py), so it runs
@@ -12,8 +13,9 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Success
 
-from jobs.models import Chunk, ImageResult, Job
-from jobs.tests.helpers import stall_check_schedule, submit, visit, wait_for_job, wait_until
+from jobs import services
+from jobs.models import Chunk, ImageResult, Job, Visit
+from jobs.tests.helpers import migration_schedule, submit, visit, wait_for_job, wait_until
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,7 +35,7 @@ def test_the_scheduled_stall_check_gives_a_stalled_job_new_chunks(client, stores
     chunks_before = Chunk.objects.filter(job_id=job_id).count()
     OrmQ.objects.all().delete()
     Job.objects.filter(pk=job_id).update(progressed_at=timezone.now() - timedelta(hours=1))
-    stall_check_schedule()
+    migration_schedule()
 
     start_cluster(TESTS_Q_GUARD_CYCLE="30")
 
@@ -72,3 +74,23 @@ def test_a_failed_callback_is_retried_by_the_scheduler_of_another_cluster(
     assert [json.loads(r["body"]) for r in attempts] == [{"status": "completed", "job_id": job_id}] * 2
     assert Job.objects.get(pk=job_id).callback_attempts == 2
     assert not Schedule.objects.filter(name__startswith="callback-").exists()  # a one-off, gone once run
+
+
+def test_the_scheduler_removes_jobs_older_than_the_retention(stores, start_cluster):
+    # Jobs of a store not in the master: failed at submit, so the cluster has no image to fetch.
+    def failed_job(finished_days_ago: float) -> int:
+        urls = [f"https://img.example.com/{n}.jpg" for n in range(3)]
+        job = services.create_job(visits=[services.VisitInput("NOPE", urls, timezone.now())])
+        Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=finished_days_ago))
+        return job.pk
+
+    old, recent = failed_job(2.5), failed_job(1.5)
+    migration_schedule("0013_retention")
+
+    start_cluster(TESTS_Q_GUARD_CYCLE="30", RETAILPULSE_RETENTION_DAYS="2")
+
+    runs = wait_until(lambda: list(Success.objects.filter(func="jobs.tasks.prune_expired_jobs")), what="its result")
+    assert runs[0].result.startswith("removed 1 job, 3 images (longest slice ")
+    assert list(Job.objects.values_list("pk", flat=True)) == [recent]
+    assert not Visit.objects.filter(job_id=old).exists()
+    assert ImageResult.objects.filter(job_id=recent).count() == 3

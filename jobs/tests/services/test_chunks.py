@@ -14,7 +14,7 @@ from jobs import services, tasks
 from jobs.models import Chunk, ImageResult, Job
 from jobs.services import ClaimEnd, chunks
 from jobs.services.outcomes import Outcome
-from jobs.tests.helpers import stall_check_schedule
+from jobs.tests.helpers import migration_schedule
 from stores.models import Store
 
 pytestmark = pytest.mark.django_db
@@ -310,5 +310,5 @@ def test_a_job_with_recent_progress_is_left_alone():
 
 
 def test_a_migration_schedules_the_stall_check_every_minute():
-    schedule = stall_check_schedule()
+    schedule = migration_schedule()
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("jobs.tasks.requeue_stalled_jobs", "I", 1)
