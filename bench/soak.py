@@ -42,8 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import service as bench_service
 from service import PY, ROOT, Service, image_host, submit_body
 
-# Ports and a database of its own, so that it runs beside `make bench`.
-bench_service.WEB_PORT, bench_service.NGINX_PORT, bench_service.SLOW_PORT = 8431, 8432, 8433
+# A database of its own (ports are free ones, as in every benchmark), so that it runs beside `make bench`.
 bench_service.PG_DATABASE = "retailpulse_soak"
 
 BIG, SMALL, SMALL_CLIENTS = 100_000, 5, 4
