@@ -103,19 +103,25 @@ def test_a_batch_comes_at_least_every_flush_interval_while_images_hang(image_ser
     assert [o for batch in batches for o in batch] == [Outcome(1, 64, 48)]
 
 
+def stopped_at_the_first_outcome(image_server, held: str, count: int, host_connections: int) -> list[Outcome]:
+    """The outcomes of image 1 (served at once) and images 2 to `count` (the `held` path), with the
+    stop set as soon as the first one comes back, one outcome to a batch."""
+    images = [(1, image_server.url("/img/2x2.png"))]
+    images += [(n, image_server.url(f"{held}&n={n}")) for n in range(2, count + 1)]
+    stop, outcomes = threading.Event(), []
+    for batch in measure_images_lazily(images, host_connections=host_connections, stop=stop):
+        outcomes += batch
+        if outcomes:
+            stop.set()
+    return outcomes
+
+
 def test_stop_lets_the_downloads_sent_end_and_starts_no_more(image_server, monkeypatch):
     monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
     monkeypatch.setattr(processing, "STOP_GRACE_FOR_SENT", 5.0)
     key = uuid.uuid4().hex
-    images = [(1, image_server.url("/img/2x2.png"))]
-    images += [(n, image_server.url(f"/held/{key}?wait=1.5&n={n}")) for n in range(2, 7)]
-    stop = threading.Event()
 
-    outcomes = []
-    for batch in measure_images_lazily(images, host_connections=3, stop=stop):
-        outcomes += batch
-        if outcomes:
-            stop.set()
+    outcomes = stopped_at_the_first_outcome(image_server, f"/held/{key}?wait=1.5", 6, host_connections=3)
 
     sent = {n for n in range(2, 7) if f"/held/{key}?wait=1.5&n={n}" in image_server.requests}
     # Cancelled at the stop, the images sent would be fetched again by the chunk's next holder.
@@ -129,15 +135,8 @@ def test_stop_cancels_the_images_still_in_flight_after_a_grace_and_reports_those
     monkeypatch.setattr(processing, "FLUSH_SIZE", 1)
     monkeypatch.setattr(processing, "STOP_GRACE_FOR_SENT", 0.2)
     key = uuid.uuid4().hex
-    images = [(1, image_server.url("/img/2x2.png"))]
-    images += [(n, image_server.url(f"/held/{key}?n={n}")) for n in range(2, 6)]
-    stop = threading.Event()
 
-    outcomes = []
-    for batch in measure_images_lazily(images, host_connections=5, stop=stop):
-        outcomes += batch
-        if outcomes:
-            stop.set()
+    outcomes = stopped_at_the_first_outcome(image_server, f"/held/{key}?wait=30", 5, host_connections=5)
     image_server.release(key)
 
     # Held past the 5 s fetch timeout, images 2-5 would come back failed had stop not cancelled them.
